@@ -1,0 +1,126 @@
+"""TwoLayerNet (chapters 4 and 5): Affine - ReLU - Affine - SoftmaxWithLoss.
+
+params = {'W1': (in, hidden), 'b1': (hidden,), 'W2': (hidden, out), 'b2': (out,)}.
+`t` may be integer labels (N,) or one-hot (N, out) everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from fnnet import gradient as _gradient
+from fnnet._checks import check_targets, require_features, require_keys, require_ndim, shape_of
+from fnnet.layers import affine, relu, softmax_with_loss
+from fnnet.models import Model
+
+KEYS = ("W1", "b1", "W2", "b2")
+
+
+def init(key, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=jnp.float32):
+    """W ~ weight_init_std * N(0, 1), b = 0, as in the book."""
+    k1, k2 = jax.random.split(key)
+    return {
+        "W1": weight_init_std * jax.random.normal(k1, (input_size, hidden_size), dtype),
+        "b1": jnp.zeros(hidden_size, dtype),
+        "W2": weight_init_std * jax.random.normal(k2, (hidden_size, output_size), dtype),
+        "b2": jnp.zeros(output_size, dtype),
+    }
+
+
+def _check(fn, params, x):
+    """Keys and shapes of params and x, checked before any computation (static under jit)."""
+    require_keys(fn, params, KEYS)
+    require_ndim(fn, "x", x, (1, 2))
+    for w in ("W1", "W2"):
+        require_ndim(fn, f"params['{w}']", params[w], (2,))
+    require_features(fn, x, params["W1"], w_arg="params['W1']")
+    hidden, out = shape_of(params["W1"])[1], shape_of(params["W2"])[1]
+    expected = {"b1": (hidden,), "W2": (hidden, out), "b2": (out,)}
+    for k, shape in expected.items():
+        if shape_of(params[k]) != shape:
+            raise ValueError(
+                f"{fn}: params['{k}'] must have shape {shape} to match params['W1'] {shape_of(params['W1'])} "
+                f"and params['W2'] {shape_of(params['W2'])}, got shape {shape_of(params[k])}"
+            )
+
+
+def _batch(fn, params, x, t):
+    """x (N, in) and t (N,) or (N, out), checked; one sample (in,) becomes a batch of 1."""
+    x, t = jnp.asarray(x), jnp.asarray(t)
+    _check(fn, params, x)
+    if x.ndim == 1:
+        x, t = x[None], (t[None] if t.ndim == 1 else t.reshape(1))
+    check_targets(fn, t, x.shape[0], shape_of(params["W2"])[1])
+    return x, t
+
+
+def _forward(params, x):
+    h, c1 = affine.forward({"W": params["W1"], "b": params["b1"]}, x)
+    a, c2 = relu.forward({}, h)
+    y, c3 = affine.forward({"W": params["W2"], "b": params["b2"]}, a)
+    return y, (c1, c2, c3)
+
+
+def predict(params, x):
+    """Scores before softmax: x (N, in) -> (N, out), or (in,) -> (out,)."""
+    x = jnp.asarray(x)
+    _check("two_layer_net.predict", params, x)
+    return _forward(params, x)[0]
+
+
+def loss(params, x, t):
+    """Mean cross-entropy of softmax(predict(params, x)) against labels (N,) or one-hot (N, out)."""
+    x, t = _batch("two_layer_net.loss", params, x, t)
+    y, _ = _forward(params, x)
+    return softmax_with_loss.forward({}, y, t)[0]
+
+
+def accuracy(params, x, t):
+    """Fraction of samples whose argmax score equals the label (t labels or one-hot)."""
+    x, t = _batch("two_layer_net.accuracy", params, x, t)
+    y = jnp.argmax(_forward(params, x)[0], axis=-1)
+    if t.ndim == 2:
+        t = jnp.argmax(t, axis=1)
+    return jnp.mean(y == t)
+
+
+def gradient(params, x, t):
+    """Hand-written backprop through the four layers; a dict with the keys of params."""
+    return loss_and_gradient(params, x, t)[1]
+
+
+def loss_and_gradient(params, x, t):
+    """(loss, gradient) from one forward and one backward pass."""
+    x, t = _batch("two_layer_net.gradient", params, x, t)
+    y, (c1, c2, c3) = _forward(params, x)
+    value, c4 = softmax_with_loss.forward({}, y, t)
+    dy, _ = softmax_with_loss.backward(c4, 1.0)
+    da, g2 = affine.backward(c3, dy)
+    dh, _ = relu.backward(c2, da)
+    _, g1 = affine.backward(c1, dh)
+    return value, {"W1": g1["W"], "b1": g1["b"], "W2": g2["W"], "b2": g2["b"]}
+
+
+def numerical_gradient(params, x, t):
+    """Central differences of `loss` for every parameter (slow; for checking backprop)."""
+    return _gradient.numerical_gradient(lambda p: loss(p, x, t), params)
+
+
+def model(input_shape, output_size, *, hidden_size=50, weight_init_std=0.01) -> Model:
+    """The uniform `Model` view used by fnnet.training and the CLI."""
+    input_size = math.prod(input_shape)
+
+    def init_(key):
+        return init(key, input_size, hidden_size, output_size, weight_init_std), {}
+
+    def apply(params, state, x, train=False, key=None):
+        return predict(params, x.reshape(x.shape[0], -1)), state
+
+    def loss_and_grad(params, state, x, t, key=None):
+        value, grads = loss_and_gradient(params, x.reshape(x.shape[0], -1), t)
+        return value, grads, state
+
+    return Model(init_, apply, loss_and_grad, (input_size,))

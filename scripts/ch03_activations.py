@@ -1,0 +1,82 @@
+"""Chapter 3: the activation functions, plotted as in the book's figures 3-6 to 3-9.
+
+    python scripts/ch03_activations.py [--out runs/ch03_activations]
+
+Saves step_function.png (figure 3-6), sigmoid.png (3-7), step_vs_sigmoid.png (3-8),
+relu.png (3-9) and tanh.png, all over x in [-5, 5) in steps of 0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from fnnet.functions import relu, sigmoid, step_function, tanh
+
+
+def save_png(fig, path) -> None:
+    """Write the figure atomically: a temporary file in the same folder, then os.replace."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def plot(path, x, curves, ylim, title) -> None:
+    """One figure with `curves` = [(y, label, style)] against x."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for y, label, style in curves:
+        ax.plot(x, y, style, label=label)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend()
+    fig.tight_layout()
+    save_png(fig, path)
+    print(f"saved {path}")
+
+
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join("runs", "ch03_activations"), help="folder for the PNGs")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    x = jnp.arange(-5.0, 5.0, 0.1)
+    figures = [
+        ("step_function.png", [(step_function(x), "step", "-")], (-0.1, 1.1), "step function (figure 3-6)"),
+        ("sigmoid.png", [(sigmoid(x), "sigmoid", "-")], (-0.1, 1.1), "sigmoid (figure 3-7)"),
+        ("step_vs_sigmoid.png", [(sigmoid(x), "sigmoid", "-"), (step_function(x), "step", "k--")],
+         (-0.1, 1.1), "sigmoid and step (figure 3-8)"),
+        ("relu.png", [(relu(x), "ReLU", "-")], (-1.0, 5.5), "ReLU (figure 3-9)"),
+        ("tanh.png", [(tanh(x), "tanh", "-")], (-1.1, 1.1), "tanh"),
+    ]
+    paths = []
+    for name, curves, ylim, title in figures:
+        paths.append(os.path.join(args.out, name))
+        plot(paths[-1], x, curves, ylim, title)
+    return paths
+
+
+if __name__ == "__main__":
+    main()
