@@ -1,0 +1,321 @@
+"""MNIST with the book's `load_mnist` API, from verified local, cached or downloaded files.
+
+Where the data comes from, in order:
+
+1. the decoded-array cache `<cache>/mnist-<tag>.npz`, written after the first verified load;
+   on every read its arrays are checked against the SHA-256 digests of the original files
+   (the IDX content is header + elements, so it can be rebuilt from the arrays), so a truncated
+   or altered cache is rejected and rebuilt, never trusted;
+2. the four IDX files (raw or .gz, `train-images-idx3-ubyte` or `train-images.idx3-ubyte`
+   style) in `data_dir`, then in `$FNNET_DATA_DIR`, then in the user cache folder
+   (`$XDG_CACHE_HOME/fnnet` or `~/.cache/fnnet`);
+3. a download of the missing files from `MNIST_MIRRORS` (tried in turn, with a timeout and a
+   progress bar) into the user cache folder.
+
+Every file is verified by the SHA-256 of its decompressed content before it is used; a file
+that fails is skipped (with a warning) and neither used nor cached. Downloads and the cache are
+written under a temporary name and renamed only when complete and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fnnet.datasets.idx import ChecksumError, IdxError, parse_idx, read_bytes, sha256_of
+
+__all__ = [
+    "MNIST_FILES", "MNIST_SHA256", "MNIST_MIRRORS", "MNISTNotFoundError", "load_mnist",
+    "load_mnist_arrays", "default_cache_dir", "one_hot",
+]
+
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+MNIST_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+# SHA-256 of the decompressed IDX files (the gzip bytes differ between mirrors; the content does not).
+MNIST_SHA256 = {
+    TRAIN_IMAGES: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    TRAIN_LABELS: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    TEST_IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+# Public mirrors of the four `<name>.gz` files, tried in this order. The environment variable
+# FNNET_MNIST_MIRRORS (comma-separated base URLs, file:// allowed) or `mirrors=` replaces the list.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+ENV_DATA_DIR = "FNNET_DATA_DIR"
+ENV_MIRRORS = "FNNET_MNIST_MIRRORS"
+DOWNLOAD_TIMEOUT_S = 30.0
+MAX_FILE_BYTES = 64 * 2**20  # largest MNIST file: 47,040,016 bytes decompressed
+CACHE_VERSION = 1
+
+
+class MNISTNotFoundError(FileNotFoundError):
+    """No verified copy of MNIST anywhere: the message lists every place tried."""
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/fnnet`, or `~/.cache/fnnet` when XDG_CACHE_HOME is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fnnet"
+
+
+def one_hot(t, num_classes: int = 10) -> np.ndarray:
+    """int labels (N,) -> float32 one-hot (N, num_classes)."""
+    t = np.asarray(t)
+    out = np.zeros((t.shape[0], num_classes), dtype=np.float32)
+    out[np.arange(t.shape[0]), t] = 1.0
+    return out
+
+
+def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=None, cache_dir=None,
+               mirrors=None, download=True, sha256=None, progress=True):
+    """MNIST as `((x_train, t_train), (x_test, t_test))` NumPy arrays, like the book.
+
+    x: (N, 784) when `flatten`, else (N, 1, 28, 28); float32 in [0, 1] when `normalize`, else
+    uint8 0..255. t: int32 labels (N,), or float32 one-hot (N, 10) when `one_hot_label`.
+    N is 60,000 for training and 10,000 for testing.
+
+    A decoded-array cache in `cache_dir` that matches the digests is used first (it holds exactly
+    what any verified copy of the files gives). Otherwise `data_dir` is the first folder searched
+    for the files, then `$FNNET_DATA_DIR`, then `cache_dir` (default `default_cache_dir()`), then
+    a download from `mirrors` (default `$FNNET_MNIST_MIRRORS` or `MNIST_MIRRORS`) unless
+    `download=False`. `sha256` replaces the
+    table of expected digests (file stem -> hex digest), for IDX sets other than MNIST itself.
+    Raises MNISTNotFoundError listing every place tried when no verified copy is found.
+    """
+    raw = load_mnist_arrays(data_dir=data_dir, cache_dir=cache_dir, mirrors=mirrors, download=download,
+                            sha256=sha256, progress=progress)
+    train = _format(raw[TRAIN_IMAGES], raw[TRAIN_LABELS], normalize, flatten, one_hot_label)
+    test = _format(raw[TEST_IMAGES], raw[TEST_LABELS], normalize, flatten, one_hot_label)
+    return train, test
+
+
+def _format(x, t, normalize, flatten, one_hot_label):
+    n = x.shape[0]
+    x = x.reshape((n, -1) if flatten else (n, 1) + x.shape[1:])
+    if normalize:
+        x = x.astype(np.float32)
+        x /= 255.0
+    t = one_hot(t) if one_hot_label else t.astype(np.int32)
+    return x, t
+
+
+def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=True, sha256=None,
+                      progress=True) -> dict:
+    """The four verified IDX arrays as uint8, keyed by file stem (see `load_mnist` for the search)."""
+    digests = dict(MNIST_SHA256 if sha256 is None else sha256)
+    missing_keys = [s for s in MNIST_FILES if s not in digests]
+    if missing_keys:
+        raise KeyError(f"load_mnist: sha256 has no digest for {', '.join(missing_keys)}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    tag = hashlib.sha256("".join(digests[s] for s in MNIST_FILES).encode()).hexdigest()[:12]
+    npz_path = cache_dir / f"mnist-{tag}.npz"
+    tried: list[str] = []
+
+    arrays = _read_cache(npz_path, digests, tried)
+    if arrays is not None:
+        return arrays
+
+    places = []
+    if data_dir is not None:
+        places.append((f"data_dir={data_dir}", Path(data_dir)))
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        places.append((f"{ENV_DATA_DIR}={env}", Path(env)))
+    else:
+        tried.append(f"{ENV_DATA_DIR}: not set")
+    places.append((f"user cache {cache_dir}", cache_dir))
+
+    arrays, sources = {}, {}
+    for label, folder in places:
+        todo = [s for s in MNIST_FILES if s not in arrays]
+        if not todo:
+            break
+        if not folder.is_dir():
+            tried.append(f"{label}: no such folder")
+            continue
+        absent = []
+        for stem in todo:
+            paths = _candidates(folder, stem)
+            if not paths:
+                absent.append(stem)
+            for path in paths:
+                try:
+                    arrays[stem] = _verified(read_bytes(path, MAX_FILE_BYTES), str(path), stem, digests[stem])
+                except (OSError, IdxError, ChecksumError) as e:
+                    tried.append(f"{label}: {e}")
+                    warnings.warn(f"load_mnist: skipping {path}: {e}", stacklevel=3)
+                    continue
+                sources[stem] = str(path)
+                break
+        if absent:
+            tried.append(f"{label}: no {', '.join(absent)} (raw or .gz)")
+
+    todo = [s for s in MNIST_FILES if s not in arrays]
+    if todo and download:
+        mirror_list = _mirror_list(mirrors)
+        if not mirror_list:
+            tried.append("download: the mirror list is empty")
+        for stem in todo:
+            for base in mirror_list:
+                url = base.rstrip("/") + "/" + stem + ".gz"
+                try:
+                    arrays[stem] = _download(url, cache_dir, stem, digests[stem], progress)
+                except Exception as e:  # any failure moves on to the next mirror
+                    tried.append(f"download {url}: {type(e).__name__}: {e}")
+                    continue
+                sources[stem] = url
+                break
+    elif todo:
+        tried.append("download: disabled (download=False)")
+
+    todo = [s for s in MNIST_FILES if s not in arrays]
+    if todo:
+        raise MNISTNotFoundError(_not_found_message(todo, tried))
+
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if arrays[images].shape[0] != arrays[labels].shape[0]:
+            raise IdxError(
+                f"{sources[images]} holds {arrays[images].shape[0]:,} images but {sources[labels]} "
+                f"holds {arrays[labels].shape[0]:,} labels"
+            )
+    _write_cache(npz_path, arrays, digests)
+    return arrays
+
+
+def _candidates(folder: Path, stem: str) -> list[Path]:
+    """Existing files for `stem` in `folder`: both naming styles, raw and .gz."""
+    dotted = stem.replace("-idx", ".idx")
+    names = (stem, stem + ".gz", dotted, dotted + ".gz")
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def _verified(data: bytes, name: str, stem: str, digest: str) -> np.ndarray:
+    """Check the digest, decode, and check the MNIST layout; raise naming the file otherwise."""
+    got = hashlib.sha256(data).hexdigest()
+    if got != digest:
+        raise ChecksumError(
+            f"{name}: SHA-256 of the decompressed content is {got}, expected {digest} for {stem}"
+        )
+    arr = parse_idx(data, name)
+    images = "images" in stem
+    if arr.dtype != np.uint8 or arr.ndim != (3 if images else 1):
+        want = "(N, rows, cols) uint8 images" if images else "(N,) uint8 labels"
+        raise IdxError(f"{name}: expected {want}, got shape {arr.shape} of {arr.dtype}")
+    if not images and arr.size and arr.max() > 9:
+        raise IdxError(f"{name}: labels must be digits 0..9, found {int(arr.max())}")
+    return arr
+
+
+def _mirror_list(mirrors) -> list[str]:
+    if mirrors is None:
+        env = os.environ.get(ENV_MIRRORS)
+        if env is not None:
+            return [m.strip() for m in env.split(",") if m.strip()]
+        return list(MNIST_MIRRORS)
+    if isinstance(mirrors, str):
+        return [mirrors]
+    return list(mirrors)
+
+
+def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool) -> np.ndarray:
+    """Fetch `url` into a temporary file of `cache_dir`, verify, then rename it into place."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        folder = cache_dir
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="fnnet-mnist-"))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+            size = r.headers.get("Content-Length")
+            total = int(size) if size and size.isdigit() else None
+            got = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{stem}.gz", disable=not progress,
+                      leave=False) as bar:
+                while chunk := r.read(1 << 16):
+                    got += len(chunk)
+                    if got > MAX_FILE_BYTES:
+                        raise IdxError(f"{url}: more than {MAX_FILE_BYTES:,} bytes, not an MNIST file")
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            if total is not None and got != total:
+                raise IdxError(f"{url}: received {got:,} of {total:,} bytes")
+            f.flush()
+            os.fsync(f.fileno())
+        data = read_bytes(tmp, MAX_FILE_BYTES, name=url)
+        arr = _verified(data, url, stem, digest)
+        with open(tmp, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        os.replace(tmp, folder / (stem + (".gz" if gz else "")))
+        return arr
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_cache(path: Path, digests: dict, tried: list) -> dict | None:
+    """The cached arrays if the file exists and every array matches its digest, else None."""
+    if not path.is_file():
+        tried.append(f"decoded cache {path}: not found")
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["version"]) != CACHE_VERSION:
+                raise ValueError(f"cache format {int(z['version'])}, expected {CACHE_VERSION}")
+            arrays = {s: z[s] for s in MNIST_FILES}
+        for stem, arr in arrays.items():
+            if arr.dtype != np.uint8 or sha256_of(arr) != digests[stem]:
+                raise ChecksumError(f"{stem} does not match its SHA-256")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        tried.append(f"decoded cache {path}: rejected ({e}); it will be rebuilt")
+        warnings.warn(f"load_mnist: rejecting the cache {path} ({e}); rebuilding it", stacklevel=4)
+        return None
+    return arrays
+
+
+def _write_cache(path: Path, arrays: dict, digests: dict) -> None:
+    """Write the verified arrays atomically; a failure only warns (the data is still returned)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, version=np.int64(CACHE_VERSION),
+                     digests=np.array([digests[s] for s in MNIST_FILES]), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        warnings.warn(f"load_mnist: could not write the cache {path}: {e}", stacklevel=4)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _not_found_message(todo: list, tried: list) -> str:
+    lines = [f"MNIST not found: no verified copy of {', '.join(todo)}. Tried, in order:"]
+    lines += [f"  - {t}" for t in tried]
+    lines += [
+        "Provide the four files (raw IDX or .gz, e.g. train-images-idx3-ubyte.gz) with "
+        "load_mnist(data_dir='path/to/mnist') or the environment variable FNNET_DATA_DIR=path/to/mnist, "
+        "or allow a download from a mirror (FNNET_MNIST_MIRRORS lists your own).",
+        "Offline alternative: fnnet.datasets.load_digits(), the 8x8 digits bundled with scikit-learn "
+        "(same return conventions, no network).",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""Saving and loading parameters: atomic `.npz`, and the book's `.pkl` through a safe unpickler.
+
+`save_params(params, path)` writes a pytree of dicts, lists and tuples whose leaves are arrays
+(NumPy or JAX) or scalars. Leaves are stored under '/'-joined key paths ("conv1/W"), next to a
+JSON description of the tree, so `load_params` gives back the same nesting, key order and
+dtypes (float16/32/64 bit for bit; bfloat16 too). Lists and tuples come back as such; other
+containers (NamedTuples) come back as tuples.
+
+`load_params(path)` reads either format, recognised from the file's first bytes. A pickle can
+run code while it loads, so `.pkl` files go through `SafeUnpickler`, which resolves only the
+globals that NumPy arrays, dtypes, scalars and plain containers need; anything else raises
+`UnsafePickleError` naming the refused global, before it is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle"]
+
+TREE_KEY = "__fnnet_tree__"
+ZIP_MAGIC = b"PK"
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle referred to a global outside the allow-list; nothing of it was run."""
+
+
+def _numpy_attr(*candidates):
+    """The first importable `module.name` among `candidates` (numpy moved `core` to `_core`)."""
+    for dotted in candidates:
+        mod, _, name = dotted.rpartition(".")
+        try:
+            return getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """`_codecs.encode` as protocols 0-2 use it for bytes; only the latin-1 codec is admitted."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise UnsafePickleError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict:
+    reconstruct = _numpy_attr("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct")
+    scalar = _numpy_attr("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar")
+    frombuffer = _numpy_attr("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer")
+    import collections
+
+    table = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        # protocols 0-2 spell bytes as _codecs.encode(str, 'latin1')
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        table[(f"{mod}.multiarray", "_reconstruct")] = reconstruct
+        table[(f"{mod}.multiarray", "scalar")] = scalar
+        table[(f"{mod}.numeric", "_frombuffer")] = frombuffer
+    return {k: v for k, v in table.items() if v is not None}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An Unpickler that admits only NumPy arrays, dtypes, scalars and plain containers."""
+
+    ALLOWED = _allowed_globals()
+
+    def find_class(self, module, name):
+        obj = self.ALLOWED.get((module, name))
+        if obj is None:
+            raise UnsafePickleError(
+                f"refused global {module}.{name}: a parameter pickle may only hold NumPy arrays, "
+                "dtypes, scalars and plain containers (it may try to run code)"
+            )
+        return obj
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"refused persistent id {pid!r}")
+
+
+def safe_load_pickle(file):
+    """Unpickle from a binary file object with `SafeUnpickler`."""
+    return SafeUnpickler(file).load()
+
+
+def _leaf(path: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biufc" and not _is_ml_dtype(arr.dtype):
+        raise TypeError(f"save_params: {path or 'params'} has dtype {arr.dtype}; only numeric arrays are "
+                        "saved")
+    return arr
+
+
+def _is_ml_dtype(dtype) -> bool:
+    """bfloat16, float8_* and the other extension dtypes of ml_dtypes (used by JAX)."""
+    if dtype.kind != "V" or dtype.names is not None:
+        return False
+    try:
+        import ml_dtypes
+    except ImportError:
+        return False
+    return hasattr(ml_dtypes, dtype.name) and np.dtype(getattr(ml_dtypes, dtype.name)) == dtype
+
+
+def _flatten(tree, prefix: str, leaves: dict):
+    """JSON description of `tree`; leaves go into `leaves` under '/'-joined paths."""
+    if isinstance(tree, Mapping):
+        items = []
+        for k, v in tree.items():
+            if not isinstance(k, str) or not k or "/" in k:
+                raise TypeError(f"save_params: keys must be non-empty str without '/', got {k!r} at "
+                                f"{prefix or 'params'}")
+            items.append([k, _flatten(v, f"{prefix}/{k}" if prefix else k, leaves)])
+        return {"dict": items}
+    if isinstance(tree, (list, tuple)):
+        kind = "list" if isinstance(tree, list) else "tuple"
+        return {kind: [_flatten(v, f"{prefix}/{i}" if prefix else str(i), leaves)
+                       for i, v in enumerate(tree)]}
+    if tree is None:
+        return {"none": None}
+    arr = _leaf(prefix, tree)
+    leaves[prefix] = arr
+    if _is_ml_dtype(arr.dtype):  # ml_dtypes (bfloat16, float8): store the bits, remember the name
+        leaves[prefix] = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
+        return {"array": prefix, "dtype": arr.dtype.name}
+    return {"array": prefix}
+
+
+def _unflatten(desc, leaves):
+    if "dict" in desc:
+        return {k: _unflatten(v, leaves) for k, v in desc["dict"]}
+    if "list" in desc:
+        return [_unflatten(v, leaves) for v in desc["list"]]
+    if "tuple" in desc:
+        return tuple(_unflatten(v, leaves) for v in desc["tuple"])
+    if "none" in desc:
+        return None
+    arr = leaves[desc["array"]]
+    if "dtype" in desc:
+        import ml_dtypes
+
+        arr = arr.view(np.dtype(getattr(ml_dtypes, desc["dtype"])))
+    return arr
+
+
+def save_params(params, path) -> None:
+    """Write `params` (nested dicts/lists/tuples of arrays) to `path` as `.npz`, atomically.
+
+    The file is written under a temporary name in the same folder and renamed when complete,
+    so an interrupted save leaves the previous file (or none), never a partial one.
+    """
+    path = os.fspath(path)
+    leaves: dict = {}
+    desc = _flatten(params, "", leaves)
+    if TREE_KEY in leaves:
+        raise TypeError(f"save_params: {TREE_KEY!r} is reserved")
+    tree = np.frombuffer(json.dumps(desc).encode(), dtype=np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{TREE_KEY: tree}, **leaves)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_params(path):
+    """Read parameters from `.npz` (as written by `save_params`, or any plain npz) or the book's `.pkl`.
+
+    Returns the same nesting as saved, with NumPy arrays as leaves. An npz without the tree
+    description is rebuilt into nested dicts by splitting its keys on '/'. Pickles are read by
+    `SafeUnpickler` (UnsafePickleError for anything but arrays and plain containers) and must
+    hold a dict.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        if head == ZIP_MAGIC:
+            data = f.read()
+        else:
+            try:
+                obj = safe_load_pickle(f)
+            except UnsafePickleError as e:
+                raise UnsafePickleError(f"{path}: {e}") from None
+            except Exception as e:  # a malformed pickle fails in many ways
+                raise ValueError(f"load_params: {path} is neither an .npz archive nor a readable pickle "
+                                 f"({type(e).__name__}: {e})") from e
+            return _check_pickled(obj, path)
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        leaves = {k: z[k] for k in z.files}
+    tree = leaves.pop(TREE_KEY, None)
+    if tree is not None:
+        return _unflatten(json.loads(tree.tobytes().decode()), leaves)
+    out: dict = {}
+    for key, arr in leaves.items():
+        node = out
+        *parents, last = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = arr
+    return out
+
+
+def _check_pickled(obj, path, where="params"):
+    """Plain dict (nested allowed) of numeric arrays, or a ValueError naming what is not."""
+    if isinstance(obj, Mapping):
+        return {k: _check_pickled(v, path, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in "biufc":
+        return np.asarray(obj)
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return np.asarray(obj)
+    raise ValueError(f"load_params: {path}: {where} is a {type(obj).__name__}"
+                     f"{' of dtype ' + str(obj.dtype) if hasattr(obj, 'dtype') else ''}; "
+                     "expected a dict of numeric arrays")
