@@ -1,0 +1,250 @@
+"""MultiLayerNet (chapter 6, the book's MultiLayerNetExtend): fully connected, any depth.
+
+    [Affine - (BatchNorm) - ReLU|Sigmoid - (Dropout)] x len(hidden_size_list) - Affine - SoftmaxWithLoss
+
+params = {'W1', 'b1', ..., 'WL', 'bL'} (L = len(hidden_size_list) + 1), plus 'gamma1', 'beta1', ...,
+'gamma(L-1)', 'beta(L-1)' with Batch Norm. state = {'running_mean1', 'running_var1', ...} with
+Batch Norm, {} without. Whether Batch Norm is on is read from params ('gamma1' present); the
+activation and dropout settings are keyword arguments (`**config`) of each function, as they
+hold no arrays. Weight decay adds 0.5*lambda*sum(W**2) over W1..WL to the loss and lambda*W to
+their gradients. `t` may be integer labels (N,) or one-hot (N, out).
+
+Every function taking `train` returns the model state next to its result: in training mode
+Batch Norm uses batch statistics and returns updated running statistics; in inference mode
+(train=False, the default except for gradients) it uses them and returns state unchanged.
+Dropout in training mode needs a PRNG key; layer i uses jax.random.fold_in(key, i).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from fnnet import gradient as _gradient
+from fnnet._checks import check_targets, require_features, require_keys, shape_of
+from fnnet.init import weight_std
+from fnnet.layers import affine, relu, sigmoid, softmax_with_loss
+from fnnet.layers.normalization import batch_norm, dropout
+from fnnet.models import Model
+
+__all__ = ["init", "predict", "loss", "accuracy", "gradient", "loss_and_gradient", "numerical_gradient",
+           "model", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid}
+
+
+def _check_config(fn, activation, use_dropout, dropout_ratio):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{fn}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if not isinstance(use_dropout, bool):
+        raise TypeError(f"{fn}: use_dropout must be True or False, got {use_dropout!r}")
+    if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, numbers.Real) \
+            or not 0.0 <= dropout_ratio < 1.0:
+        raise ValueError(f"{fn}: dropout_ratio must be a number in [0, 1), got {dropout_ratio!r}")
+
+
+def _check_lambda(fn, lam):
+    if isinstance(lam, jax.core.Tracer):
+        return
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"{fn}: weight_decay_lambda must be a finite number >= 0, got {lam!r}")
+
+
+def init(key, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
+         use_batchnorm=False, use_dropout=False, dropout_ratio=0.5, dtype=jnp.float32):
+    """(params, state): W{i} ~ weight_std(weight_init_std, fan_in) * N(0, 1), b{i} = 0, and with
+    Batch Norm gamma{i} = 1, beta{i} = 0 and zero running statistics (as the book starts them)."""
+    fn = "multi_layer_net.init"
+    _check_config(fn, activation, use_dropout, dropout_ratio)
+    sizes = [input_size, *hidden_size_list, output_size]
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"{fn}: layer sizes must be positive integers, got {sizes}")
+    n = len(sizes) - 1
+    keys = jax.random.split(key, n)
+    params, state = {}, {}
+    for i in range(1, n + 1):
+        std = weight_std(weight_init_std, int(sizes[i - 1]))
+        params[f"W{i}"] = std * jax.random.normal(keys[i - 1], (sizes[i - 1], sizes[i]), dtype)
+        params[f"b{i}"] = jnp.zeros(sizes[i], dtype)
+        if use_batchnorm and i < n:
+            params[f"gamma{i}"] = jnp.ones(sizes[i], dtype)
+            params[f"beta{i}"] = jnp.zeros(sizes[i], dtype)
+            state[f"running_mean{i}"] = jnp.zeros(sizes[i], dtype)
+            state[f"running_var{i}"] = jnp.zeros(sizes[i], dtype)
+    return params, state
+
+
+def _layout(fn, params, state, x):
+    """Number of affine layers L and whether Batch Norm is used; checks keys and shapes."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{fn}: params must be a dict of arrays, got {type(params).__name__}")
+    n = 0
+    while f"W{n + 1}" in params:
+        n += 1
+    require_keys(fn, params, ["W1"] + [f"b{i}" for i in range(1, n + 1)])
+    bn = "gamma1" in params
+    if bn:
+        require_keys(fn, params, [k for i in range(1, n) for k in (f"gamma{i}", f"beta{i}")])
+        if not isinstance(state, dict):
+            raise TypeError(f"{fn}: state must be a dict of arrays, got {type(state).__name__}")
+        require_keys(fn, state, [k for i in range(1, n) for k in (f"running_mean{i}", f"running_var{i}")],
+                     arg="state")
+    if jnp.ndim(x) < 2:
+        raise ValueError(f"{fn}: x must be a batch (N, features), got shape {shape_of(x)}")
+    require_features(fn, x, params["W1"], w_arg="params['W1']")
+    for i in range(1, n + 1):
+        w = shape_of(params[f"W{i}"])
+        if len(w) != 2 or (i > 1 and w[0] != shape_of(params[f"W{i - 1}"])[1]):
+            raise ValueError(f"{fn}: params['W{i}'] has shape {w}, which does not follow "
+                             f"params['W{i - 1}'] {shape_of(params[f'W{i - 1}'])}")
+        names = [f"b{i}"] + ([f"gamma{i}", f"beta{i}"] if bn and i < n else [])
+        for k in names:
+            if shape_of(params[k]) != (w[1],):
+                raise ValueError(f"{fn}: params['{k}'] must have shape ({w[1]},) to match "
+                                 f"params['W{i}'] {w}, got {shape_of(params[k])}")
+    return n, bn
+
+
+def _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn):
+    """Scores, the caches of every layer, and the new state."""
+    act = ACTIVATIONS[activation]
+    caches, new_state = [], dict(state)
+    h = x
+    for i in range(1, n):
+        h, c_aff = affine.forward({"W": params[f"W{i}"], "b": params[f"b{i}"]}, h)
+        c_bn = c_drop = None
+        if bn:
+            st = {"running_mean": state[f"running_mean{i}"], "running_var": state[f"running_var{i}"]}
+            h, c_bn, st = batch_norm.forward({"gamma": params[f"gamma{i}"], "beta": params[f"beta{i}"]},
+                                             h, st, train=train)
+            new_state[f"running_mean{i}"] = st["running_mean"]
+            new_state[f"running_var{i}"] = st["running_var"]
+        h, c_act = act.forward({}, h)
+        if use_dropout:
+            k = jax.random.fold_in(key, i) if train else None
+            h, c_drop = dropout.forward({}, h, key=k, ratio=dropout_ratio, train=train)
+        caches.append((c_aff, c_bn, c_act, c_drop))
+    y, c_last = affine.forward({"W": params[f"W{n}"], "b": params[f"b{n}"]}, h)
+    return y, (caches, c_last), new_state
+
+
+def _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio):
+    _check_config(fn, activation, use_dropout, dropout_ratio)
+    x = jnp.asarray(x)
+    n, bn = _layout(fn, params, state, x)
+    if train and use_dropout and key is None:
+        raise ValueError(f"{fn}: training with dropout needs a PRNG key (key=jax.random.PRNGKey(...))")
+    return x, n, bn
+
+
+def predict(params, state, x, train=False, key=None, *, activation="relu", use_dropout=False,
+            dropout_ratio=0.5):
+    """(scores (N, out) before softmax, new state) for x (N, input_size)."""
+    x, n, bn = _prepare("multi_layer_net.predict", params, state, x, train, key, activation, use_dropout,
+                        dropout_ratio)
+    y, _, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
+    return y, new_state
+
+
+def _decay(params, n, lam):
+    return 0.5 * lam * sum(jnp.sum(params[f"W{i}"] ** 2) for i in range(1, n + 1))
+
+
+def loss(params, state, x, t, weight_decay_lambda=0.0, train=False, key=None, *, activation="relu",
+         use_dropout=False, dropout_ratio=0.5):
+    """(cross-entropy + 0.5*lambda*sum(W**2), new state)."""
+    fn = "multi_layer_net.loss"
+    _check_lambda(fn, weight_decay_lambda)
+    x, n, bn = _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio)
+    t = jnp.asarray(t)
+    check_targets(fn, t, x.shape[0], shape_of(params[f"W{n}"])[1])
+    y, _, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
+    value = softmax_with_loss.forward({}, y, t)[0] + _decay(params, n, weight_decay_lambda)
+    return value, new_state
+
+
+def accuracy(params, state, x, t, *, activation="relu", use_dropout=False, dropout_ratio=0.5):
+    """Fraction of argmax(scores) == labels, in inference mode."""
+    y, _ = predict(params, state, x, activation=activation, use_dropout=use_dropout,
+                   dropout_ratio=dropout_ratio)
+    t = jnp.asarray(t)
+    check_targets("multi_layer_net.accuracy", t, y.shape[0], y.shape[1])
+    if t.ndim == 2:
+        t = jnp.argmax(t, axis=1)
+    return jnp.mean(jnp.argmax(y, axis=1) == t)
+
+
+def loss_and_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, key=None, *,
+                      activation="relu", use_dropout=False, dropout_ratio=0.5):
+    """(loss, grads with the keys of params, new state) by hand-written backprop."""
+    fn = "multi_layer_net.gradient"
+    _check_lambda(fn, weight_decay_lambda)
+    x, n, bn = _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio)
+    t = jnp.asarray(t)
+    check_targets(fn, t, x.shape[0], shape_of(params[f"W{n}"])[1])
+    y, (caches, c_last), new_state = _forward(params, state, x, train, key, activation, use_dropout,
+                                              dropout_ratio, n, bn)
+    value, c_loss = softmax_with_loss.forward({}, y, t)
+    value = value + _decay(params, n, weight_decay_lambda)
+    act = ACTIVATIONS[activation]
+    grads = {}
+    dy, _ = softmax_with_loss.backward(c_loss, 1.0)
+    dh, g = affine.backward(c_last, dy)
+    grads[f"W{n}"], grads[f"b{n}"] = g["W"] + weight_decay_lambda * params[f"W{n}"], g["b"]
+    for i in range(n - 1, 0, -1):
+        c_aff, c_bn, c_act, c_drop = caches[i - 1]
+        if use_dropout:
+            dh, _ = dropout.backward(c_drop, dh)
+        dh, _ = act.backward(c_act, dh)
+        if bn:
+            dh, g_bn = batch_norm.backward(c_bn, dh)
+            grads[f"gamma{i}"], grads[f"beta{i}"] = g_bn["gamma"], g_bn["beta"]
+        dh, g = affine.backward(c_aff, dh)
+        grads[f"W{i}"], grads[f"b{i}"] = g["W"] + weight_decay_lambda * params[f"W{i}"], g["b"]
+    return value, {k: grads[k] for k in params}, new_state
+
+
+def gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, key=None, **config):
+    """(grads, new state) by backprop, in training mode as in the book."""
+    _, grads, new_state = loss_and_gradient(params, state, x, t, weight_decay_lambda, train, key, **config)
+    return grads, new_state
+
+
+def numerical_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, key=None, **config):
+    """Central differences of `loss` (training mode, same key) for every parameter; slow, for checks.
+
+    The params are raveled into one vector so that a single function is compiled."""
+    flat, unravel = ravel_pytree(params)
+    g = _gradient.numerical_gradient(
+        lambda v: loss(unravel(v), state, x, t, weight_decay_lambda, train, key, **config)[0], flat
+    )
+    return unravel(g)
+
+
+def model(input_shape, output_size, *, hidden_size_list=(100, 100, 100, 100, 100), activation="relu",
+          weight_init_std="relu", use_batchnorm=False, use_dropout=False, dropout_ratio=0.5,
+          weight_decay_lambda=0.0) -> Model:
+    """The uniform `Model` view used by fnnet.training and the CLI (x is flattened per sample)."""
+    input_size = math.prod(input_shape)
+    config = {"activation": activation, "use_dropout": use_dropout, "dropout_ratio": dropout_ratio}
+    _check_config("multi_layer_net.model", **config)
+    _check_lambda("multi_layer_net.model", weight_decay_lambda)
+    hidden = tuple(hidden_size_list)
+
+    def init_(key):
+        return init(key, input_size, hidden, output_size, activation, weight_init_std, use_batchnorm,
+                    use_dropout, dropout_ratio)
+
+    def apply(params, state, x, train=False, key=None):
+        return predict(params, state, x.reshape(x.shape[0], -1), train, key, **config)
+
+    def loss_and_grad(params, state, x, t, key=None):
+        return loss_and_gradient(params, state, x.reshape(x.shape[0], -1), t, weight_decay_lambda, True, key,
+                                 **config)
+
+    return Model(init_, apply, loss_and_grad, (input_size,))
