@@ -1,0 +1,287 @@
+"""Convolution and pooling (chapter 7) through im2col, with hand-written backward passes.
+
+Data is NCHW and filters are (FN, C, FH, FW), as in the book. `im2col` returns the book's
+matrix: one row per output position, ordered (N, OH, OW), one column per filter tap, ordered
+(C, FH, FW). Stride and pad are static Python ints: they select slices, so they never
+become traced values. The layers' caches hold arrays as leaves; the static hyperparameters
+travel in the cache's tree structure (`ConvCache`, `PoolCache`), so a cache crosses a
+`jax.jit` boundary and `backward(cache, dy)` needs nothing else.
+
+Both `im2col` and `col2im` are built from FH * FW strided slices (gather) and strided
+`.at[].add` (scatter) on a padded array. The convolution layer computes the same products
+with the columns permuted to (FH, FW, C) over an NHWC copy of its input (see `convolution`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+import jax
+import jax.numpy as jnp
+
+from fnnet._checks import require_keys, require_ndim, shape_of
+from fnnet.layers.core import Layer
+
+__all__ = ["im2col", "col2im", "conv_output_size", "convolution", "pooling", "ConvCache", "PoolCache"]
+
+
+def _static_int(fn: str, arg: str, value, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{fn}: {arg} must be a Python int (static), got bool {value}")
+    if not isinstance(value, int):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(
+                f"{fn}: {arg} must be a Python int (static), got {type(value).__name__}"
+            ) from None
+    if value < minimum:
+        raise ValueError(f"{fn}: {arg} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def conv_output_size(fn: str, input_shape, filter_h: int, filter_w: int, stride: int, pad: int,
+                     what: str = "filter"):
+    """(OH, OW) = ((H + 2P - FH) / S + 1, (W + 2P - FW) / S + 1); a ValueError if not whole."""
+    h, w = input_shape[-2:]
+    out = []
+    for axis, size, f in (("height", h, filter_h), ("width", w, filter_w)):
+        span = size + 2 * pad - f
+        if span < 0:
+            raise ValueError(
+                f"{fn}: {what} {axis} {f} is larger than the padded input {axis} {size} + 2*{pad} "
+                f"(input shape {tuple(input_shape)}, {what} {filter_h}x{filter_w}, "
+                f"stride {stride}, pad {pad})"
+            )
+        if span % stride:
+            raise ValueError(
+                f"{fn}: output {axis} ({size} + 2*{pad} - {f}) / {stride} + 1 = {span / stride + 1:g} "
+                f"is not a whole number (input shape {tuple(input_shape)}, {what} {filter_h}x{filter_w}, "
+                f"stride {stride}, pad {pad})"
+            )
+        out.append(span // stride + 1)
+    return tuple(out)
+
+
+def _check_geometry(fn, x, filter_h, filter_w, stride, pad, what="filter"):
+    require_ndim(fn, "x", x, (4,))
+    filter_h = _static_int(fn, "filter_h", filter_h, 1)
+    filter_w = _static_int(fn, "filter_w", filter_w, 1)
+    stride = _static_int(fn, "stride", stride, 1)
+    pad = _static_int(fn, "pad", pad, 0)
+    oh, ow = conv_output_size(fn, shape_of(x), filter_h, filter_w, stride, pad, what)
+    return filter_h, filter_w, stride, pad, oh, ow
+
+
+def _windows(x, filter_h, filter_w, stride, pad, oh, ow, pad_value=0.0):
+    """x (N, C, H, W) -> (N, C, FH*FW, OH, OW): the FH*FW strided views of the padded input."""
+    if pad:
+        x = jnp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=pad_value)
+    hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+    views = [
+        x[:, :, i : i + hi : stride, j : j + wi : stride] for i in range(filter_h) for j in range(filter_w)
+    ]
+    return jnp.stack(views, axis=2)
+
+
+def _unwindows(win, input_shape, filter_h, filter_w, stride, pad):
+    """Adjoint of `_windows`: (N, C, FH*FW, OH, OW) summed back into (N, C, H, W)."""
+    n, c, h, w = input_shape
+    oh, ow = win.shape[-2:]
+    hp, wp = h + 2 * pad, w + 2 * pad
+    if stride == filter_h == filter_w and hp == oh * stride and wp == ow * stride:
+        # Non-overlapping windows that tile the padded input: a pure reshape.
+        img = win.reshape(n, c, filter_h, filter_w, oh, ow).transpose(0, 1, 4, 2, 5, 3)
+        img = img.reshape(n, c, hp, wp)
+    else:
+        img = jnp.zeros((n, c, hp, wp), win.dtype)
+        hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+        for i in range(filter_h):
+            for j in range(filter_w):
+                img = img.at[:, :, i : i + hi : stride, j : j + wi : stride].add(win[:, :, i * filter_w + j])
+    return img[:, :, pad : pad + h, pad : pad + w]
+
+
+def im2col(x, filter_h, filter_w, stride=1, pad=0):
+    """The book's im2col: x (N, C, H, W) -> (N*OH*OW, C*FH*FW), rows (N, OH, OW), columns (C, FH, FW)."""
+    x = jnp.asarray(x)
+    fh, fw, s, p, oh, ow = _check_geometry("im2col", x, filter_h, filter_w, stride, pad)
+    n, c = x.shape[:2]
+    win = _windows(x, fh, fw, s, p, oh, ow)  # (N, C, K, OH, OW)
+    return win.transpose(0, 3, 4, 1, 2).reshape(n * oh * ow, c * fh * fw)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    """Adjoint of `im2col`: (N*OH*OW, C*FH*FW) -> (N, C, H, W), overlapping taps summed."""
+    col = jnp.asarray(col)
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"col2im: input_shape must be (N, C, H, W), got {input_shape}")
+    fh, fw, s, p, oh, ow = _check_geometry(
+        "col2im", jax.ShapeDtypeStruct(input_shape, col.dtype), filter_h, filter_w, stride, pad
+    )
+    n, c = input_shape[:2]
+    want = (n * oh * ow, c * fh * fw)
+    if shape_of(col) != want:
+        raise ValueError(
+            f"col2im: col must have shape {want} for input_shape {input_shape}, filter {fh}x{fw}, "
+            f"stride {s}, pad {p}; got {shape_of(col)}"
+        )
+    win = col.reshape(n, oh, ow, c, fh * fw).transpose(0, 3, 4, 1, 2)
+    return _unwindows(win, input_shape, fh, fw, s, p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCache:
+    """Convolution cache: arrays as leaves, static geometry in the tree structure."""
+
+    col: jax.Array  # (N*OH*OW, FH*FW*C): the im2col matrix, columns in (FH, FW, C) order
+    W: jax.Array  # (FN, C, FH, FW)
+    h: int = dataclasses.field(metadata=dict(static=True))
+    w: int = dataclasses.field(metadata=dict(static=True))
+    stride: int = dataclasses.field(metadata=dict(static=True))
+    pad: int = dataclasses.field(metadata=dict(static=True))
+
+
+jax.tree_util.register_dataclass(ConvCache, data_fields=["col", "W"], meta_fields=["h", "w", "stride", "pad"])
+
+
+def _col_nhwc(x, fh, fw, stride, pad, oh, ow):
+    """im2col of x (N, C, H, W) with the columns in (FH, FW, C) order: the book's matrix with its
+    columns permuted, gathered from an NHWC copy so that every tap is a contiguous block."""
+    n = x.shape[0]
+    xh = jnp.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+    taps = [xh[:, i : i + hi : stride, j : j + wi : stride, :] for i in range(fh) for j in range(fw)]
+    return jnp.concatenate(taps, axis=-1).reshape(n * oh * ow, -1)
+
+
+def _col2im_nhwc(dcol, input_shape, fh, fw, stride, pad, oh, ow):
+    """Adjoint of `_col_nhwc`: each tap's block is placed back with an interior-padded `lax.pad`
+    (negative edge padding drops what fell on the zero border) and the taps are summed."""
+    n, c, h, w = input_shape
+    d = dcol.reshape(n, oh, ow, fh, fw, c)
+    zero = jnp.zeros((), dcol.dtype)
+    img = None
+    for i in range(fh):
+        for j in range(fw):
+            rows = (i - pad, fh - 1 - i - pad, stride - 1)
+            cols = (j - pad, fw - 1 - j - pad, stride - 1)
+            cfg = [(0, 0, 0), rows, cols, (0, 0, 0)]
+            part = jax.lax.pad(d[:, :, :, i, j, :], zero, cfg)
+            img = part if img is None else img + part
+    return img.transpose(0, 3, 1, 2)
+
+
+def _conv_forward(params, x, stride=1, pad=0):
+    fn = "convolution.forward"
+    require_keys(fn, params, ("W", "b"))
+    x = jnp.asarray(x)
+    W, b = params["W"], params["b"]
+    require_ndim(fn, "params['W']", W, (4,))
+    fnum, c, fh, fw = shape_of(W)
+    require_ndim(fn, "x", x, (4,))
+    if shape_of(x)[1] != c:
+        raise ValueError(
+            f"{fn}: x has {shape_of(x)[1]} channels (shape {shape_of(x)}) but params['W'] expects {c} "
+            f"(shape {shape_of(W)}, (FN, C, FH, FW))"
+        )
+    if shape_of(b) != (fnum,):
+        raise ValueError(
+            f"{fn}: params['b'] must have shape ({fnum},) for W {shape_of(W)}, got {shape_of(b)}"
+        )
+    fh, fw, stride, pad, oh, ow = _check_geometry(fn, x, fh, fw, stride, pad)
+    n, _, h, w = x.shape
+    col = _col_nhwc(x, fh, fw, stride, pad, oh, ow)
+    w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)  # (FH*FW*C, FN), rows matching col's columns
+    out = (col @ w_col + b).reshape(n, oh, ow, fnum).transpose(0, 3, 1, 2)
+    return out, ConvCache(col, W, h, w, stride, pad)
+
+
+def _conv_backward(cache, dout):
+    col, W = cache.col, cache.W
+    fnum, c, fh, fw = W.shape
+    n, _, oh, ow = dout.shape
+    dout2 = dout.transpose(0, 2, 3, 1).reshape(-1, fnum)  # (N*OH*OW, FN)
+    w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)
+    db = jnp.sum(dout2, axis=0)
+    dW = (col.T @ dout2).reshape(fh, fw, c, fnum).transpose(3, 2, 0, 1)
+    dcol = dout2 @ w_col.T  # (N*OH*OW, FH*FW*C)
+    dx = _col2im_nhwc(dcol, (n, c, cache.h, cache.w), fh, fw, cache.stride, cache.pad, oh, ow)
+    return dx, {"W": dW, "b": db}
+
+
+convolution = Layer(_conv_forward, _conv_backward)
+"""out = col @ W_col + b, reshaped to (N, FN, OH, OW), where col is im2col(x) and W_col the filters
+as columns. params {'W': (FN, C, FH, FW), 'b': (FN,)}; forward(params, x, stride=1, pad=0).
+Backward: dW = col.T @ dout, db = sum(dout), dx = col2im(dout @ W_col.T). Inside the kernel the
+columns are ordered (FH, FW, C) over an NHWC copy of x (the book's `im2col` matrix with its columns
+permuted, which XLA gathers and scatters much faster); inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCache:
+    """Pooling cache: the one-hot argmax (max) or nothing (avg), plus static geometry."""
+
+    arg: jax.Array  # (N, C, PH*PW, OH, OW) weights that route dout back to the window taps
+    n: int = dataclasses.field(metadata=dict(static=True))
+    c: int = dataclasses.field(metadata=dict(static=True))
+    h: int = dataclasses.field(metadata=dict(static=True))
+    w: int = dataclasses.field(metadata=dict(static=True))
+    pool_h: int = dataclasses.field(metadata=dict(static=True))
+    pool_w: int = dataclasses.field(metadata=dict(static=True))
+    stride: int = dataclasses.field(metadata=dict(static=True))
+    pad: int = dataclasses.field(metadata=dict(static=True))
+    mode: str = dataclasses.field(metadata=dict(static=True))
+
+
+jax.tree_util.register_dataclass(
+    PoolCache,
+    data_fields=["arg"],
+    meta_fields=["n", "c", "h", "w", "pool_h", "pool_w", "stride", "pad", "mode"],
+)
+
+
+def _pool_forward(params, x, pool_h, pool_w, stride=1, pad=0, mode="max"):
+    fn = "pooling.forward"
+    x = jnp.asarray(x)
+    if mode not in ("max", "avg"):
+        raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {mode!r}")
+    ph, pw, stride, pad, oh, ow = _check_geometry(fn, x, pool_h, pool_w, stride, pad, "window")
+    n, c, h, w = x.shape
+    win = _windows(x, ph, pw, stride, pad, oh, ow)  # (N, C, K, OH, OW); padding counts as 0 (book)
+    if mode == "max":
+        arg = jnp.argmax(win, axis=2)
+        out = jnp.max(win, axis=2)
+        onehot = (jnp.arange(ph * pw)[:, None, None] == arg[:, :, None]).astype(x.dtype)
+    else:
+        out = jnp.mean(win, axis=2)
+        onehot = jnp.zeros((0,), x.dtype)
+    return out, PoolCache(onehot, n, c, h, w, ph, pw, stride, pad, mode)
+
+
+def _pool_backward(cache, dout):
+    k = cache.pool_h * cache.pool_w
+    if cache.mode == "max":
+        win = cache.arg * dout[:, :, None]
+    else:
+        win = jnp.broadcast_to((dout / k)[:, :, None], dout.shape[:2] + (k,) + dout.shape[2:])
+    shape = (cache.n, cache.c, cache.h, cache.w)
+    dx = _unwindows(win, shape, cache.pool_h, cache.pool_w, cache.stride, cache.pad)
+    return dx, {}
+
+
+pooling = Layer(_pool_forward, _pool_backward)
+"""Max (or average) over pool_h x pool_w windows of x (N, C, H, W), channel by channel.
+forward({}, x, pool_h, pool_w, stride=1, pad=0, mode='max'|'avg'); padding counts as zeros,
+as in the book's im2col. Max backward routes dout to the first argmax of each window, as the
+book's np.argmax; average backward spreads dout / (pool_h * pool_w) over the window."""
