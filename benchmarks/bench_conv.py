@@ -16,7 +16,6 @@ machine: note the load.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -287,10 +286,9 @@ def main(argv=None):
     results["load_after"] = loadavg()
     print(f"load average (1, 5, 15 min): before {results['load_before']}, after {results['load_after']}")
     os.makedirs(args.out, exist_ok=True)
-    tmp = os.path.join(args.out, "bench_conv.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, os.path.join(args.out, "bench_conv.json"))
+    from fnnet.io import save_json
+
+    save_json(results, os.path.join(args.out, "bench_conv.json"))
 
 
 if __name__ == "__main__":

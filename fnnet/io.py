@@ -24,10 +24,38 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle"]
+__all__ = [
+    "save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle", "atomic_write",
+    "save_json",
+]
 
 TREE_KEY = "__fnnet_tree__"
 ZIP_MAGIC = b"PK"
+
+
+def atomic_write(path, write) -> None:
+    """Call `write(f)` on a binary file under a temporary name in `path`'s folder, then rename it
+    to `path`. An interruption leaves the previous file (or none), never a partial one."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_json(obj, path) -> None:
+    """Write `obj` as indented JSON to `path`, atomically."""
+    data = json.dumps(obj, indent=2).encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -167,19 +195,7 @@ def save_params(params, path) -> None:
     if TREE_KEY in leaves:
         raise TypeError(f"save_params: {TREE_KEY!r} is reserved")
     tree = np.frombuffer(json.dumps(desc).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{TREE_KEY: tree}, **leaves)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **{TREE_KEY: tree}, **leaves))
 
 
 def load_params(path):

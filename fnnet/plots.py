@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "save_figure"]
 
 
 def plot_curves(history: dict, path) -> None:
@@ -36,16 +33,17 @@ def plot_curves(history: dict, path) -> None:
     ax2.set_title("accuracy")
     ax2.legend(loc="lower right")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi: int = 100, **savefig_kw) -> None:
+    """Save a matplotlib figure as PNG atomically (temporary file, then rename), and close it.
+    `savefig_kw` go to `fig.savefig` (e.g. bbox_inches="tight")."""
+    import matplotlib.pyplot as plt
+
+    from fnnet.io import atomic_write
+
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, **savefig_kw))
     finally:
         plt.close(fig)

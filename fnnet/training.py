@@ -36,7 +36,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -44,6 +43,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fnnet.io import atomic_write, save_params
 
 __all__ = [
     "FitResult",
@@ -172,19 +173,7 @@ def evaluate(model, params, state, x, t, batch_size: int = 1000) -> float:
 
 
 def _atomic_write_bytes(path, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _leaves(tree):
@@ -319,23 +308,10 @@ def _write_outputs(out_dir, params, state, history, settings):
     )
     _atomic_write_bytes(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=1).encode())
     if params is not None:
-        _save_params(params, os.path.join(out_dir, "params.npz"))
+        save_params(params, os.path.join(out_dir, "params.npz"))
         if jax.tree_util.tree_leaves(state):
             save_tree(state, os.path.join(out_dir, "state.npz"))
         plot_curves(history, os.path.join(out_dir, "curves.png"))
-
-
-def _save_params(params, path):
-    try:
-        from fnnet.io import save_params
-    except ImportError:
-        save_params = None
-    if save_params is not None:
-        save_params(params, path)
-        return
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in jax.device_get(params).items()})
-    _atomic_write_bytes(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- the loop

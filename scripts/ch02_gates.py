@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -23,24 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from fnnet import gates
+from fnnet.plots import save_figure as save_png
 
 GATES = {"AND": gates.AND, "NAND": gates.NAND, "OR": gates.OR, "XOR": gates.XOR}
 INPUTS = [(0, 0), (1, 0), (0, 1), (1, 1)]
-
-
-def save_png(fig, path) -> None:
-    """Write the figure atomically: a temporary file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
 
 
 def truth_tables() -> dict:

@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from fnnet.datasets import MNISTNotFoundError, load_mnist
-from fnnet.io import load_params
+from fnnet.io import atomic_write, load_params
 from fnnet.models import three_layer_net
 
 
@@ -88,9 +88,8 @@ def main(argv=None) -> dict:
 
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, f"mnist_train0_label{int(t_train[0])}.png")
-    tmp = png + ".part"
-    plt.imsave(tmp, x_train[0].reshape(28, 28), cmap="gray", vmin=0.0, vmax=1.0, format="png")
-    os.replace(tmp, png)
+    atomic_write(png, lambda f: plt.imsave(f, x_train[0].reshape(28, 28), cmap="gray", vmin=0.0, vmax=1.0,
+                                           format="png"))
     print(f"first training image (label {int(t_train[0])}) -> {png}")
     return {"one_by_one": one, "batched": batched, "t_test": t_test, "png": png}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -25,26 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from fnnet.gradient import gradient_descent, numerical_gradient
+from fnnet.plots import save_figure as save_png
 
 
 def function_2(x):
     """x0^2 + x1^2 for x (2,)."""
     return x[0] ** 2 + x[1] ** 2
-
-
-def save_png(fig, path) -> None:
-    """Write the figure atomically: a temporary file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
 
 
 def gradient_field(path) -> None:

@@ -11,7 +11,6 @@ accuracy with the weights and inputs cast to float16 and bfloat16. Prints and wr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -22,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.datasets import load_mnist
-from fnnet.io import load_params
+from fnnet.io import load_params, save_json
 from fnnet.models import deep_convnet, simple_convnet
 
 
@@ -57,10 +56,7 @@ def main(argv=None):
     res["deep_convnet_float32"] = accuracy(deep_convnet.predict, deep, x, t)
     print(f"DeepConvNet (deep_convnet_params.pkl) float32: {res['deep_convnet_float32']:.4f}")
     os.makedirs(args.out, exist_ok=True)
-    tmp = os.path.join(args.out, "book_weights.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=2)
-    os.replace(tmp, os.path.join(args.out, "book_weights.json"))
+    save_json(res, os.path.join(args.out, "book_weights.json"))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fnnet import optimizers
 from fnnet.augment import make_augment
 from fnnet.datasets import load_mnist
+from fnnet.io import save_json
 from fnnet.models import get_model
 from fnnet.training import fit, latest_checkpoint
 
@@ -87,10 +88,7 @@ def main(argv=None):
         "best_test_acc": max(h["test_acc"]) if h["test_acc"] else None,
         "seconds": elapsed,
     }
-    tmp = os.path.join(out, "run.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out, "run.json"))
+    save_json(summary, os.path.join(out, "run.json"))
     print(json.dumps(summary))
 
 

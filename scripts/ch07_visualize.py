@@ -15,7 +15,6 @@ MNIST comes from --data-dir or $FNNET_DATA_DIR.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -32,16 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fnnet.datasets import load_mnist
-from fnnet.io import load_params
+from fnnet.io import load_params, save_json
 from fnnet.layers import convolution, relu
 from fnnet.models import simple_convnet
-
-
-def _save(fig, path):
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+from fnnet.plots import save_figure
 
 
 def _grid(n, cols):
@@ -61,7 +54,7 @@ def plot_filters(before, after, path):
             if i < fn:
                 ax.imshow(w[i, 0], cmap="gray_r", interpolation="nearest")
         axes[block * rows, 0].set_title(title, loc="left", fontsize=10, x=0)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_misclassified(x, t, pred, path, limit=40):
@@ -76,7 +69,7 @@ def plot_misclassified(x, t, pred, path, limit=40):
             ax.imshow(x[i, 0], cmap="gray_r")
             ax.set_title(f"true {t[i]}\npred {pred[i]}", fontsize=7)
     fig.suptitle(f"{int(np.sum(pred != t))} misclassified test images (first {len(wrong)})", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_responses(params, image, path, stride=1, pad=0):
@@ -96,7 +89,7 @@ def plot_responses(params, image, path, stride=1, pad=0):
         elif k <= fn:
             ax.imshow(maps[k - 1], cmap="gray_r")
             ax.set_title(f"filter {k}", fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def accuracy(params, x, t, dtype, batch_size=1000):
@@ -139,10 +132,7 @@ def main(argv=None):
     results["bfloat16_minus_float32_points"] = 100 * (results["bfloat16"] - results["float32"])
     plot_misclassified(x, t, pred32, os.path.join(args.out, "misclassified.png"))
     plot_responses(params, jnp.asarray(x[args.image]), os.path.join(args.out, "responses.png"))
-    tmp = os.path.join(args.out, "precision.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, os.path.join(args.out, "precision.json"))
+    save_json(results, os.path.join(args.out, "precision.json"))
     print(f"figures and precision.json in {args.out}")
 
 

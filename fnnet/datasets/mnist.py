@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fnnet.datasets.idx import ChecksumError, IdxError, parse_idx, read_bytes, sha256_of
+from fnnet.io import atomic_write
 
 __all__ = [
     "MNIST_FILES", "MNIST_SHA256", "MNIST_MIRRORS", "MNISTNotFoundError", "load_mnist",
@@ -290,22 +291,12 @@ def _read_cache(path: Path, digests: dict, tried: list) -> dict | None:
 
 def _write_cache(path: Path, arrays: dict, digests: dict) -> None:
     """Write the verified arrays atomically; a failure only warns (the data is still returned)."""
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, version=np.int64(CACHE_VERSION),
-                     digests=np.array([digests[s] for s in MNIST_FILES]), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, lambda f: np.savez(f, version=np.int64(CACHE_VERSION),
+                                              digests=np.array([digests[s] for s in MNIST_FILES]), **arrays))
     except OSError as e:
         warnings.warn(f"load_mnist: could not write the cache {path}: {e}", stacklevel=4)
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _not_found_message(todo: list, tried: list) -> str:
