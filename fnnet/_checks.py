@@ -49,6 +49,18 @@ def require_float(fn: str, arg: str, x) -> None:
         )
 
 
+def require_images(fn: str, x, w, w_arg: str = "params['W']") -> None:
+    """x (N, C, H, W) must have the C channels that the filters `w` (FN, C, FH, FW) expect."""
+    require_ndim(fn, w_arg, w, (4,))
+    require_ndim(fn, "x", x, (4,))
+    c = shape_of(w)[1]
+    if shape_of(x)[1] != c:
+        raise ValueError(
+            f"{fn}: x has {shape_of(x)[1]} channels (shape {shape_of(x)}) but {w_arg} expects {c} "
+            f"(shape {shape_of(w)}, (FN, C, FH, FW))"
+        )
+
+
 def require_features(fn: str, x, w, x_arg: str = "x", w_arg: str = "params['W']") -> None:
     """x (N, ...) flattened per sample must have as many features as `w` has rows."""
     if np.ndim(x) < 1:

@@ -18,12 +18,22 @@ def _private_cache(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = old
 
 
+def _env_dir(var: str, what: str) -> str:
+    path = os.environ.get(var)
+    if not path:
+        pytest.skip(f"{var} is not set: point it at {what}")
+    if not os.path.isdir(path):
+        pytest.skip(f"{var}={path} is not a folder")
+    return path
+
+
 @pytest.fixture
 def mnist_dir():
     """The MNIST folder from FNNET_DATA_DIR; skips the test when it is not set."""
-    path = os.environ.get("FNNET_DATA_DIR")
-    if not path:
-        pytest.skip("FNNET_DATA_DIR is not set: point it at a folder with the four MNIST IDX files")
-    if not os.path.isdir(path):
-        pytest.skip(f"FNNET_DATA_DIR={path} is not a folder")
-    return path
+    return _env_dir("FNNET_DATA_DIR", "a folder with the four MNIST IDX files")
+
+
+@pytest.fixture
+def book_weights_dir():
+    """The book's weights folder from FNNET_BOOK_WEIGHTS_DIR; skips the test when it is not set."""
+    return _env_dir("FNNET_BOOK_WEIGHTS_DIR", "the folder with the book's params.pkl and sample_weight.pkl")

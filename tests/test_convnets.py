@@ -243,16 +243,6 @@ def test_affine_warp_integer_shift_and_quarter_turn():
 # ----------------------------------------------------------------------------- the book's weights
 
 
-@pytest.fixture
-def book_weights_dir():
-    path = os.environ.get("FNNET_BOOK_WEIGHTS_DIR")
-    if not path:
-        pytest.skip("FNNET_BOOK_WEIGHTS_DIR is not set: point it at the folder with params.pkl")
-    if not os.path.isdir(path):
-        pytest.skip(f"FNNET_BOOK_WEIGHTS_DIR={path} is not a folder")
-    return path
-
-
 def _book_predict_numpy(P, x):
     """The reference code's SimpleConvNet.predict written with NumPy im2col, in float64."""
     from test_conv import book_conv

@@ -19,18 +19,6 @@ from fnnet.io import UnsafePickleError, load_params, save_params
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def book_weights_dir():
-    """The folder of the book's weight pickles from FNNET_BOOK_WEIGHTS_DIR; skips when unset."""
-    path = os.environ.get("FNNET_BOOK_WEIGHTS_DIR")
-    if not path:
-        pytest.skip("FNNET_BOOK_WEIGHTS_DIR is not set: point it at the folder with sample_weight.pkl, "
-                    "params.pkl and deep_convnet_params.pkl")
-    if not os.path.isdir(path):
-        pytest.skip(f"FNNET_BOOK_WEIGHTS_DIR={path} is not a folder")
-    return path
-
-
 def assert_same_tree(a, b):
     """Same nesting, key order, container types, dtypes, shapes and bits."""
     assert type(a) is type(b) or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)), (type(a), type(b))

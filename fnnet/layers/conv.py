@@ -20,7 +20,7 @@ import operator
 import jax
 import jax.numpy as jnp
 
-from fnnet._checks import require_keys, require_ndim, shape_of
+from fnnet._checks import require_images, require_keys, require_ndim, shape_of
 from fnnet.layers.core import Layer
 
 __all__ = ["im2col", "col2im", "conv_output_size", "convolution", "pooling", "ConvCache", "PoolCache"]
@@ -183,14 +183,8 @@ def _conv_forward(params, x, stride=1, pad=0):
     require_keys(fn, params, ("W", "b"))
     x = jnp.asarray(x)
     W, b = params["W"], params["b"]
-    require_ndim(fn, "params['W']", W, (4,))
+    require_images(fn, x, W)
     fnum, c, fh, fw = shape_of(W)
-    require_ndim(fn, "x", x, (4,))
-    if shape_of(x)[1] != c:
-        raise ValueError(
-            f"{fn}: x has {shape_of(x)[1]} channels (shape {shape_of(x)}) but params['W'] expects {c} "
-            f"(shape {shape_of(W)}, (FN, C, FH, FW))"
-        )
     if shape_of(b) != (fnum,):
         raise ValueError(
             f"{fn}: params['b'] must have shape ({fnum},) for W {shape_of(W)}, got {shape_of(b)}"

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
-from fnnet._checks import require_keys, require_ndim, shape_of
+from fnnet._checks import require_images, require_keys
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
 from fnnet.layers.normalization import dropout
@@ -68,14 +68,7 @@ def init(key, input_dim=(1, 28, 28), hidden_size=50, output_size=10, dtype=jnp.f
 
 def _check(fn, params, x, train, key):
     require_keys(fn, params, KEYS)
-    require_ndim(fn, "x", x, (4,))
-    require_ndim(fn, "params['W1']", params["W1"], (4,))
-    c = shape_of(params["W1"])[1]
-    if shape_of(x)[1] != c:
-        raise ValueError(
-            f"{fn}: x has {shape_of(x)[1]} channels (shape {shape_of(x)}) but params['W1'] expects {c} "
-            f"(shape {shape_of(params['W1'])})"
-        )
+    require_images(fn, x, params["W1"], "params['W1']")
     if train and key is None:
         raise ValueError(f"{fn}: train=True needs a jax.random key for dropout (key=None given)")
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
-from fnnet._checks import require_keys, require_ndim, shape_of
+from fnnet._checks import require_images, require_keys
 from fnnet.init import weight_std
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
@@ -83,14 +83,7 @@ def init(
 
 def _check(fn, params, x):
     require_keys(fn, params, KEYS)
-    require_ndim(fn, "x", x, (4,))
-    require_ndim(fn, "params['W1']", params["W1"], (4,))
-    c = shape_of(params["W1"])[1]
-    if shape_of(x)[1] != c:
-        raise ValueError(
-            f"{fn}: x has {shape_of(x)[1]} channels (shape {shape_of(x)}) but params['W1'] expects {c} "
-            f"(shape {shape_of(params['W1'])})"
-        )
+    require_images(fn, x, params["W1"], "params['W1']")
 
 
 def _forward(params, x, cp):
