@@ -37,3 +37,16 @@ def mnist_dir():
 def book_weights_dir():
     """The book's weights folder from FNNET_BOOK_WEIGHTS_DIR; skips the test when it is not set."""
     return _env_dir("FNNET_BOOK_WEIGHTS_DIR", "the folder with the book's params.pkl and sample_weight.pkl")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The largest relative errors of the three-way gradient checks that ran."""
+    from gradcheck import MEASURED
+
+    if not MEASURED:
+        return
+    terminalreporter.section("largest gradient discrepancies (relative)")
+    terminalreporter.write_line("hand-written backward vs jax.vjp / jax.grad, and vs numerical (float64)")
+    terminalreporter.write_line(f"{'test':70s} {'vs jax':>11s} {'vs numerical':>13s}")
+    for test, (vjp, num) in sorted(MEASURED.items()):
+        terminalreporter.write_line(f"{test:70s} {vjp:11.2e} {num:13.2e}")

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from gradcheck import rel_error
+from gradcheck import record, rel_error
 
 from fnnet.augment import affine_warp, augment, make_augment
 from fnnet.models import deep_convnet, get_model, simple_convnet
@@ -84,6 +84,7 @@ def test_simple_convnet_gradient_matches_jax_grad_and_numerical():
         g64 = simple_convnet.gradient(p64, x64, t, conv_param=SMALL_CP)
         num = simple_convnet.numerical_gradient(p64, x64, t, conv_param=SMALL_CP)
         assert rel_error(g64, num) < 1e-7
+    record(rel_error(g, ref), rel_error(g64, num))
 
 
 def test_simple_convnet_gradient_with_stride_2_and_pad():

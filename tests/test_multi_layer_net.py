@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gradcheck import record
 from jax.flatten_util import ravel_pytree
 
 from fnnet import optimizers
@@ -67,6 +68,7 @@ def test_three_gradients_agree_float64(name):
         e_ad, e_num = rel(g_bp, g_ad), rel(g_bp, g_num)
         assert e_ad < 1e-12, f"backprop vs jax.grad: {e_ad:.3g}"
         assert e_num < 1e-7, f"backprop vs numerical: {e_num:.3g}"
+        record(e_ad, e_num)
         if cfg.get("use_batchnorm"):
             # a bias followed by Batch Norm cannot change the loss
             assert float(jnp.max(jnp.abs(g_bp["b1"]))) < 1e-12

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gradcheck import record, rel_error
 
 from fnnet.models import get_model
 from fnnet.models import two_layer_net as net
@@ -47,6 +48,7 @@ def test_three_way_gradient_check_float64(one_hot):
             assert mean_num < 1e-9, f"{k}: mean |numerical - backprop| = {mean_num:.3g}"
             assert max_auto < 1e-12, f"{k}: max |jax.grad - backprop| = {max_auto:.3g}"
             assert float(jnp.max(jnp.abs(backprop[k]))) > 1e-3, f"{k}: gradient too small to be a test"
+        record(rel_error(backprop, autodiff), rel_error(backprop, numerical))
 
 
 def test_labels_and_one_hot_give_the_same_loss_and_gradient():
