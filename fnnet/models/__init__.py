@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Model", "MODEL_NAMES", "get_model"]
+__all__ = ["Model", "MODEL_NAMES", "get_model", "batched_accuracy"]
 
 
 class Model(NamedTuple):
@@ -38,3 +38,18 @@ def get_model(name: str, input_shape: tuple, output_size: int, **config) -> Mode
         raise ValueError(f"get_model: unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     module = importlib.import_module(f"fnnet.models.{name}")
     return module.model(tuple(input_shape), output_size, **config)
+
+
+def batched_accuracy(predict: Callable, x, t, batch_size: int = 100) -> float:
+    """Fraction of x whose argmax of `predict(x_batch)` equals t (labels or one-hot), computed
+    batch by batch as the book does for its convolutional networks."""
+    import jax.numpy as jnp
+
+    x, t = jnp.asarray(x), jnp.asarray(t)
+    if t.ndim == 2:
+        t = jnp.argmax(t, axis=1)
+    correct = 0
+    for i in range(0, x.shape[0], batch_size):
+        y = predict(x[i : i + batch_size])
+        correct += int(jnp.sum(jnp.argmax(y, axis=1) == t[i : i + batch_size]))
+    return correct / x.shape[0]

@@ -22,7 +22,7 @@ from fnnet._checks import require_images, require_keys
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
 from fnnet.layers.normalization import dropout
-from fnnet.models import Model
+from fnnet.models import Model, batched_accuracy
 
 FILTERS = (16, 16, 32, 32, 64, 64)
 PADS = (1, 1, 1, 2, 1, 1)
@@ -114,15 +114,7 @@ def loss(params, x, t, train=False, key=None):
 
 def accuracy(params, x, t, batch_size=100):
     """Fraction of correct inference-mode predictions, computed batch by batch like the book."""
-    x = jnp.asarray(x)
-    t = jnp.asarray(t)
-    if t.ndim == 2:
-        t = jnp.argmax(t, axis=1)
-    correct = 0
-    for i in range(0, x.shape[0], batch_size):
-        y = predict(params, x[i : i + batch_size])
-        correct += int(jnp.sum(jnp.argmax(y, axis=1) == t[i : i + batch_size]))
-    return correct / x.shape[0]
+    return batched_accuracy(lambda xb: predict(params, xb), x, t, batch_size)
 
 
 def loss_and_gradient(params, x, t, key=None, train=True):

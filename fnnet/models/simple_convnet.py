@@ -19,7 +19,7 @@ from fnnet._checks import require_images, require_keys
 from fnnet.init import weight_std
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
-from fnnet.models import Model
+from fnnet.models import Model, batched_accuracy
 
 KEYS = ("W1", "b1", "W2", "b2", "W3", "b3")
 DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
@@ -114,15 +114,7 @@ def loss(params, x, t, train=True, key=None, *, conv_param=None):
 
 def accuracy(params, x, t, batch_size=100, *, conv_param=None):
     """Fraction of correct predictions, computed batch by batch like the book."""
-    x = jnp.asarray(x)
-    t = jnp.asarray(t)
-    if t.ndim == 2:
-        t = jnp.argmax(t, axis=1)
-    correct = 0
-    for i in range(0, x.shape[0], batch_size):
-        y = predict(params, x[i : i + batch_size], conv_param=conv_param)
-        correct += int(jnp.sum(jnp.argmax(y, axis=1) == t[i : i + batch_size]))
-    return correct / x.shape[0]
+    return batched_accuracy(lambda xb: predict(params, xb, conv_param=conv_param), x, t, batch_size)
 
 
 def loss_and_gradient(params, x, t, key=None, *, conv_param=None):
