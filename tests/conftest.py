@@ -47,6 +47,6 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("largest gradient discrepancies (relative)")
     terminalreporter.write_line("hand-written backward vs jax.vjp / jax.grad, and vs numerical (float64)")
-    terminalreporter.write_line(f"{'test':70s} {'vs jax':>11s} {'vs numerical':>13s}")
+    terminalreporter.write_line(f"{'test':84s} {'vs jax':>11s} {'vs numerical':>13s}")
     for test, (vjp, num) in sorted(MEASURED.items()):
-        terminalreporter.write_line(f"{test:70s} {vjp:11.2e} {num:13.2e}")
+        terminalreporter.write_line(f"{test:84s} {vjp:11.2e} {num:13.2e}")
