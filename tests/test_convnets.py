@@ -133,6 +133,24 @@ def test_deep_convnet_gradient_matches_jax_grad_with_dropout():
     assert rel_error(g, g2) > 1e-3
 
 
+def test_deep_convnet_gradient_with_batch_chunks(monkeypatch):
+    """The convolution kernel's chunked path (used for large layers) inside the whole model: the
+    same loss and gradient as the unchunked path, and jax.grad agrees."""
+    import fnnet.layers.conv as conv_module
+
+    params = _deep_params()
+    x, t = _batch((1, 28, 28), 4, 10)
+    key = jax.random.PRNGKey(7)
+    ref_value, ref = jax.jit(lambda p: deep_convnet.loss_and_gradient(p, x, t, key))(params)
+    monkeypatch.setattr(conv_module, "UNCHUNKED_BYTES", 0)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one image per chunk (a fresh trace)
+    value, g = jax.jit(lambda p: deep_convnet.loss_and_gradient(p, x, t, key))(params)
+    assert abs(float(value - ref_value)) < 1e-5
+    assert rel_error(g, ref) < 1e-5
+    ad = jax.jit(jax.grad(lambda p: deep_convnet.loss(p, x, t, True, key)))(params)
+    assert rel_error(g, ad) < 1e-5
+
+
 @pytest.mark.slow
 def test_deep_convnet_gradient_numerical_directional_float64():
     """Float64: <gradient, v> against central differences of the loss along random unit directions

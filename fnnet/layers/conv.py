@@ -9,7 +9,7 @@ travel in the cache's tree structure (`ConvCache`, `PoolCache`), so a cache cros
 
 Both `im2col` and `col2im` are built from FH * FW strided slices (gather) and strided
 `.at[].add` (scatter) on a padded array. The convolution layer computes the same products
-with the columns permuted to (FH, FW, C) over an NHWC copy of its input (see `convolution`).
+on the transpose of that matrix (see `convolution`).
 """
 
 from __future__ import annotations
@@ -136,19 +136,66 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
 # Convolution
 
 
+# The convolution kernel computes the im2col products in one of two layouts, chosen by size (both
+# measured in benchmarks/RESULTS.md):
+# - small layers (the whole batch's matrix within UNCHUNKED_BYTES): col is the book's im2col matrix
+#   with its columns permuted to (FH, FW, C), gathered from an NHWC copy of x, and cached;
+# - large layers: a matrix larger than the processor's caches makes every product wait on memory,
+#   so the batch runs in chunks of about CHUNK_BYTES (`lax.map` forward, `lax.scan` backward), each
+#   as colT = im2col(x_chunk).T, (C*FH*FW, m*OH*OW), gathered from a (C, N, H, W) copy so that every
+#   tap is one contiguous block: out = W_row @ colT, dW = dout_row @ colT.T, dcolT = W_row.T @ dout_row
+#   with W_row = W.reshape(FN, C*FH*FW). The cache keeps x; the backward rebuilds each chunk's colT.
+
+CHUNK_BYTES = 4 << 20  # per chunk of colT, in bytes
+UNCHUNKED_BYTES = 8 << 20  # a col up to this size is built once for the whole batch and cached
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvCache:
-    """Convolution cache: arrays as leaves, static geometry in the tree structure."""
+    """Convolution cache: arrays as leaves, static geometry in the tree structure.
 
-    col: jax.Array  # (N*OH*OW, FH*FW*C): the im2col matrix, columns in (FH, FW, C) order
+    `data` is col (N*OH*OW, FH*FW*C) when chunk == 0, else the input x (N, C, H, W), whose
+    colT is rebuilt `chunk` images at a time in the backward pass."""
+
+    data: jax.Array
     W: jax.Array  # (FN, C, FH, FW)
     h: int = dataclasses.field(metadata=dict(static=True))
     w: int = dataclasses.field(metadata=dict(static=True))
     stride: int = dataclasses.field(metadata=dict(static=True))
     pad: int = dataclasses.field(metadata=dict(static=True))
+    chunk: int = dataclasses.field(metadata=dict(static=True))
 
 
-jax.tree_util.register_dataclass(ConvCache, data_fields=["col", "W"], meta_fields=["h", "w", "stride", "pad"])
+jax.tree_util.register_dataclass(
+    ConvCache, data_fields=["data", "W"], meta_fields=["h", "w", "stride", "pad", "chunk"]
+)
+
+
+def _colT(x, fh, fw, stride, pad, oh, ow):
+    """im2col(x).T for x (N, C, H, W): (C*FH*FW, N*OH*OW), gathered tap by tap from a (C, N, H, W) copy."""
+    n, c = x.shape[:2]
+    xc = x.transpose(1, 0, 2, 3)
+    if pad:
+        xc = jnp.pad(xc, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+    taps = [xc[:, :, i : i + hi : stride, j : j + wi : stride] for i in range(fh) for j in range(fw)]
+    return jnp.stack(taps, axis=1).reshape(c * fh * fw, n * oh * ow)
+
+
+def _col2imT(dcolT, x_shape, fh, fw, stride, pad, oh, ow):
+    """Adjoint of `_colT`: each tap's block is placed back with an interior-padded `lax.pad`
+    (negative edge padding drops what fell on the zero border) and the taps are summed."""
+    n, c, h, w = x_shape
+    d = dcolT.reshape(c, fh, fw, n, oh, ow)
+    zero = jnp.zeros((), dcolT.dtype)
+    img = None
+    for i in range(fh):
+        for j in range(fw):
+            rows = (i - pad, fh - 1 - i - pad, stride - 1)
+            cols = (j - pad, fw - 1 - j - pad, stride - 1)
+            part = jax.lax.pad(d[:, i, j], zero, [(0, 0, 0), (0, 0, 0), rows, cols])
+            img = part if img is None else img + part
+    return img.transpose(1, 0, 2, 3)
 
 
 def _col_nhwc(x, fh, fw, stride, pad, oh, ow):
@@ -178,6 +225,14 @@ def _col2im_nhwc(dcol, input_shape, fh, fw, stride, pad, oh, ow):
     return img.transpose(0, 3, 1, 2)
 
 
+def _chunk_size(n, col_bytes):
+    """0 (no chunks) for a small col, else the largest divisor of n whose colT fits CHUNK_BYTES."""
+    if col_bytes <= UNCHUNKED_BYTES:
+        return 0
+    per_image = col_bytes // n
+    return max(d for d in range(1, n + 1) if n % d == 0 and d * per_image <= max(CHUNK_BYTES, per_image))
+
+
 def _conv_forward(params, x, stride=1, pad=0):
     fn = "convolution.forward"
     require_keys(fn, params, ("W", "b"))
@@ -191,31 +246,54 @@ def _conv_forward(params, x, stride=1, pad=0):
         )
     fh, fw, stride, pad, oh, ow = _check_geometry(fn, x, fh, fw, stride, pad)
     n, _, h, w = x.shape
-    col = _col_nhwc(x, fh, fw, stride, pad, oh, ow)
-    w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)  # (FH*FW*C, FN), rows matching col's columns
-    out = (col @ w_col + b).reshape(n, oh, ow, fnum).transpose(0, 3, 1, 2)
-    return out, ConvCache(col, W, h, w, stride, pad)
+    m = _chunk_size(n, c * fh * fw * n * oh * ow * x.dtype.itemsize)
+    if m == 0:
+        col = _col_nhwc(x, fh, fw, stride, pad, oh, ow)
+        w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)  # (FH*FW*C, FN), rows matching col's columns
+        out = (col @ w_col + b).reshape(n, oh, ow, fnum).transpose(0, 3, 1, 2)
+        return out, ConvCache(col, W, h, w, stride, pad, 0)
+
+    w_row = W.reshape(fnum, -1)
+
+    def one_chunk(xb):
+        return (w_row @ _colT(xb, fh, fw, stride, pad, oh, ow)).reshape(fnum, m, oh, ow)
+
+    outs = jax.lax.map(one_chunk, x.reshape(n // m, m, c, h, w))  # (n/m, FN, m, OH, OW)
+    out = outs.transpose(0, 2, 1, 3, 4).reshape(n, fnum, oh, ow)
+    return out + b[:, None, None], ConvCache(x, W, h, w, stride, pad, m)
 
 
 def _conv_backward(cache, dout):
-    col, W = cache.col, cache.W
+    W, m, s, p = cache.W, cache.chunk, cache.stride, cache.pad
     fnum, c, fh, fw = W.shape
     n, _, oh, ow = dout.shape
-    dout2 = dout.transpose(0, 2, 3, 1).reshape(-1, fnum)  # (N*OH*OW, FN)
-    w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)
-    db = jnp.sum(dout2, axis=0)
-    dW = (col.T @ dout2).reshape(fh, fw, c, fnum).transpose(3, 2, 0, 1)
-    dcol = dout2 @ w_col.T  # (N*OH*OW, FH*FW*C)
-    dx = _col2im_nhwc(dcol, (n, c, cache.h, cache.w), fh, fw, cache.stride, cache.pad, oh, ow)
-    return dx, {"W": dW, "b": db}
+    db = jnp.sum(dout, axis=(0, 2, 3))
+    if m == 0:
+        col = cache.data
+        dout2 = dout.transpose(0, 2, 3, 1).reshape(-1, fnum)  # (N*OH*OW, FN)
+        w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)
+        dW = (col.T @ dout2).reshape(fh, fw, c, fnum).transpose(3, 2, 0, 1)
+        dx = _col2im_nhwc(dout2 @ w_col.T, (n, c, cache.h, cache.w), fh, fw, s, p, oh, ow)
+        return dx, {"W": dW, "b": db}
+
+    w_row = W.reshape(fnum, -1)
+
+    def chunk_step(dW, chunk):
+        xb, d = chunk
+        d_row = d.transpose(1, 0, 2, 3).reshape(fnum, -1)  # (FN, m*OH*OW)
+        dx = _col2imT(w_row.T @ d_row, xb.shape, fh, fw, s, p, oh, ow)
+        return dW + d_row @ _colT(xb, fh, fw, s, p, oh, ow).T, dx
+
+    chunks = (cache.data.reshape(n // m, m, c, cache.h, cache.w), dout.reshape(n // m, m, fnum, oh, ow))
+    dW, dxs = jax.lax.scan(chunk_step, jnp.zeros_like(w_row), chunks)
+    return dxs.reshape(n, c, cache.h, cache.w), {"W": dW.reshape(W.shape), "b": db}
 
 
 convolution = Layer(_conv_forward, _conv_backward)
-"""out = col @ W_col + b, reshaped to (N, FN, OH, OW), where col is im2col(x) and W_col the filters
-as columns. params {'W': (FN, C, FH, FW), 'b': (FN,)}; forward(params, x, stride=1, pad=0).
-Backward: dW = col.T @ dout, db = sum(dout), dx = col2im(dout @ W_col.T). Inside the kernel the
-columns are ordered (FH, FW, C) over an NHWC copy of x (the book's `im2col` matrix with its columns
-permuted, which XLA gathers and scatters much faster); inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
+"""out = im2col(x) @ W_col + b, reshaped to (N, FN, OH, OW). params {'W': (FN, C, FH, FW),
+'b': (FN,)}; forward(params, x, stride=1, pad=0). Backward: dW = col.T @ dout, db = sum(dout),
+dx = col2im(dout @ W_col.T), written by hand (see the comment above for the two layouts and the
+batch chunks of large layers). Inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
 
 
 # ---------------------------------------------------------------------------------------------
