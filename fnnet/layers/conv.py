@@ -182,20 +182,27 @@ def _colT(x, fh, fw, stride, pad, oh, ow):
     return jnp.stack(taps, axis=1).reshape(c * fh * fw, n * oh * ow)
 
 
-def _col2imT(dcolT, x_shape, fh, fw, stride, pad, oh, ow):
-    """Adjoint of `_colT`: each tap's block is placed back with an interior-padded `lax.pad`
-    (negative edge padding drops what fell on the zero border) and the taps are summed."""
-    n, c, h, w = x_shape
-    d = dcolT.reshape(c, fh, fw, n, oh, ow)
-    zero = jnp.zeros((), dcolT.dtype)
+def _add_taps(tap, fh, fw, stride, pad, axes):
+    """Adjoint of gathering the fh*fw strided taps: each tap's block `tap(i, j)` is placed back
+    on the input grid with an interior-padded `lax.pad` along the two spatial `axes` (negative edge
+    padding drops what fell on the zero border), and the placed blocks are summed."""
     img = None
     for i in range(fh):
         for j in range(fw):
-            rows = (i - pad, fh - 1 - i - pad, stride - 1)
-            cols = (j - pad, fw - 1 - j - pad, stride - 1)
-            part = jax.lax.pad(d[:, i, j], zero, [(0, 0, 0), (0, 0, 0), rows, cols])
+            block = tap(i, j)
+            cfg = [(0, 0, 0)] * block.ndim
+            cfg[axes[0]] = (i - pad, fh - 1 - i - pad, stride - 1)
+            cfg[axes[1]] = (j - pad, fw - 1 - j - pad, stride - 1)
+            part = jax.lax.pad(block, jnp.zeros((), block.dtype), cfg)
             img = part if img is None else img + part
-    return img.transpose(1, 0, 2, 3)
+    return img
+
+
+def _col2imT(dcolT, x_shape, fh, fw, stride, pad, oh, ow):
+    """Adjoint of `_colT`: (C*FH*FW, N*OH*OW) -> (N, C, H, W)."""
+    n, c = x_shape[:2]
+    d = dcolT.reshape(c, fh, fw, n, oh, ow)
+    return _add_taps(lambda i, j: d[:, i, j], fh, fw, stride, pad, (2, 3)).transpose(1, 0, 2, 3)
 
 
 def _col_nhwc(x, fh, fw, stride, pad, oh, ow):
@@ -209,19 +216,10 @@ def _col_nhwc(x, fh, fw, stride, pad, oh, ow):
 
 
 def _col2im_nhwc(dcol, input_shape, fh, fw, stride, pad, oh, ow):
-    """Adjoint of `_col_nhwc`: each tap's block is placed back with an interior-padded `lax.pad`
-    (negative edge padding drops what fell on the zero border) and the taps are summed."""
-    n, c, h, w = input_shape
+    """Adjoint of `_col_nhwc`: (N*OH*OW, FH*FW*C) -> (N, C, H, W)."""
+    n, c = input_shape[:2]
     d = dcol.reshape(n, oh, ow, fh, fw, c)
-    zero = jnp.zeros((), dcol.dtype)
-    img = None
-    for i in range(fh):
-        for j in range(fw):
-            rows = (i - pad, fh - 1 - i - pad, stride - 1)
-            cols = (j - pad, fw - 1 - j - pad, stride - 1)
-            cfg = [(0, 0, 0), rows, cols, (0, 0, 0)]
-            part = jax.lax.pad(d[:, :, :, i, j, :], zero, cfg)
-            img = part if img is None else img + part
+    img = _add_taps(lambda i, j: d[:, :, :, i, j, :], fh, fw, stride, pad, (1, 2))
     return img.transpose(0, 3, 1, 2)
 
 
