@@ -10,7 +10,7 @@ the same architecture in all three):
 - the book's NumPy im2col layers (written out below), float32.
 Prints the figures and the fnnet/PyTorch and fnnet/NumPy ratios, and the machine load (from
 /proc/loadavg) before and after; writes them as JSON to --out. Wall-clock timings on a shared
-machine: note the load.
+machine: note the load. With --torch-cuda (on a GPU machine) PyTorch eager also runs on CUDA.
 """
 
 from __future__ import annotations
@@ -77,11 +77,12 @@ def bench_fnnet(name, steps):
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def bench_torch(name, steps, threads):
+def bench_torch(name, steps, threads, device="cpu"):
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.manual_seed(0)
     if name == "simple_convnet":
         net = nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
@@ -96,12 +97,12 @@ def bench_torch(name, steps, threads):
         layers += [nn.Flatten(), nn.Linear(1024, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10),
                    nn.Dropout(0.5)]
         net = nn.Sequential(*layers)
-    net.train()
+    net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=0.001)
     lossf = nn.CrossEntropyLoss()
     rng = np.random.default_rng(0)
-    xs = torch.from_numpy(rng.random((steps, BATCH, 1, 28, 28), dtype=np.float32))
-    ts = torch.from_numpy(rng.integers(0, 10, (steps, BATCH)))
+    xs = torch.from_numpy(rng.random((steps, BATCH, 1, 28, 28), dtype=np.float32)).to(device)
+    ts = torch.from_numpy(rng.integers(0, 10, (steps, BATCH))).to(device)
 
     def step(i):
         opt.zero_grad()
@@ -111,9 +112,11 @@ def bench_torch(name, steps, threads):
 
     for i in range(min(3, steps)):
         step(i)
+    sync()
     t0 = time.perf_counter()
     for i in range(steps):
         step(i)
+    sync()
     return steps * BATCH / (time.perf_counter() - t0)
 
 
@@ -267,6 +270,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=30, help="timed training steps for fnnet and PyTorch")
     ap.add_argument("--numpy-steps", type=int, default=5, help="timed steps for the NumPy version")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    ap.add_argument("--torch-cuda", action="store_true",
+                    help="on a GPU machine, also time PyTorch eager on CUDA (extra figure and ratio)")
     ap.add_argument("--models", default="simple_convnet,deep_convnet")
     ap.add_argument("--out", default="runs/bench_conv")
     args = ap.parse_args(argv)
@@ -279,10 +284,16 @@ def main(argv=None):
         }
         r["fnnet/torch"] = r["fnnet"] / r["torch"]
         r["fnnet/numpy"] = r["fnnet"] / r["numpy"]
+        cuda = ""
+        if args.torch_cuda:
+            r["torch_cuda"] = bench_torch(name, args.steps, args.threads, "cuda")
+            r["fnnet/torch_cuda"] = r["fnnet"] / r["torch_cuda"]
+            cuda = (f"   torch CUDA {r['torch_cuda']:8.0f} img/s   "
+                    f"fnnet/torch CUDA {r['fnnet/torch_cuda']:5.2f}x")
         results[name] = r
         print(f"{name:15s} fnnet {r['fnnet']:8.0f} img/s   torch {r['torch']:8.0f} img/s   "
               f"numpy {r['numpy']:8.0f} img/s   fnnet/torch {r['fnnet/torch']:5.2f}x   "
-              f"fnnet/numpy {r['fnnet/numpy']:5.1f}x", flush=True)
+              f"fnnet/numpy {r['fnnet/numpy']:5.1f}x" + cuda, flush=True)
     results["load_after"] = loadavg()
     print(f"load average (1, 5, 15 min): before {results['load_before']}, after {results['load_after']}")
     os.makedirs(args.out, exist_ok=True)

@@ -15,6 +15,8 @@ and data, in this one process:
   torch.set_num_threads(cores) and with one thread, since for layers this small its intra-op
   threads can cost more than they gain (badly so when the machine is loaded).
 
+With --torch-cuda (on a GPU machine) PyTorch eager also runs on CUDA, as an extra column.
+
 Reported: the median images/s over the timed epochs and the ratio fnnet / PyTorch, against the
 faster of the two PyTorch thread settings. The machine
 load (os.getloadavg) is printed before and after, since other work on the machine skews both.
@@ -63,10 +65,11 @@ def bench_fnnet(name, hidden, opt, lr, x, t, epochs):
     return statistics.median(r.history["images_per_s"][1:])
 
 
-def bench_torch(hidden, opt, lr, x, t, epochs, threads, max_steps=None):
+def bench_torch(hidden, opt, lr, x, t, epochs, threads, max_steps=None, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.manual_seed(0)
     sizes = [784, *hidden, 10]
     layers = []
@@ -74,18 +77,19 @@ def bench_torch(hidden, opt, lr, x, t, epochs, threads, max_steps=None):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(device)
     if opt == "sgd":
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     else:
         optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+    xt, tt = torch.from_numpy(x).to(device), torch.from_numpy(t).to(device)
     steps = x.shape[0] // BATCH if max_steps is None else min(max_steps, x.shape[0] // BATCH)
     gen = torch.Generator().manual_seed(0)
     rates = []
     for epoch in range(1 + epochs):
-        perm = torch.randperm(x.shape[0], generator=gen)
+        perm = torch.randperm(x.shape[0], generator=gen).to(device)
+        sync()
         t0 = time.perf_counter()
         for s in range(steps):
             idx = perm[s * BATCH:(s + 1) * BATCH]
@@ -94,6 +98,7 @@ def bench_torch(hidden, opt, lr, x, t, epochs, threads, max_steps=None):
             loss = loss_fn(net(xb), tb)
             loss.backward()
             optimizer.step()
+        sync()
         elapsed = time.perf_counter() - t0
         if epoch > 0:
             rates.append(steps * BATCH / elapsed)
@@ -105,6 +110,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per run, after one warm-up epoch")
     p.add_argument("--torch-steps", type=int, default=None,
                    help="PyTorch: time only the first N batches of each epoch (default: the whole epoch)")
+    p.add_argument("--torch-cuda", action="store_true",
+                   help="on a GPU machine, also time PyTorch eager on CUDA (an extra column and ratio)")
     p.add_argument("--data", choices=("mnist", "random"), default="mnist" if os.environ.get("FNNET_DATA_DIR")
                    else "random", help="MNIST (needs FNNET_DATA_DIR) or random data of the same shape")
     args = p.parse_args(argv)
@@ -131,16 +138,21 @@ def main(argv=None):
         f = bench_fnnet(name, hidden, opt, lr, x, t, args.epochs)
         tr = bench_torch(hidden, opt, lr, x, t, args.epochs, threads, args.torch_steps)
         tr1 = bench_torch(hidden, opt, lr, x, t, args.epochs, 1, args.torch_steps) if threads > 1 else tr
-        rows.append((label, f"{opt} lr {lr:g}", f, tr, tr1, f / max(tr, tr1)))
+        tc = None
+        if args.torch_cuda:
+            tc = bench_torch(hidden, opt, lr, x, t, args.epochs, 1, args.torch_steps, "cuda")
+        rows.append((label, f"{opt} lr {lr:g}", f, tr, tr1, f / max(tr, tr1), tc))
         print(f"  {label}, {opt}: fnnet {f:,.0f} images/s, PyTorch {tr:,.0f} ({threads} threads), "
-              f"{tr1:,.0f} (1 thread) images/s", flush=True)
+              f"{tr1:,.0f} (1 thread)" + (f", {tc:,.0f} (CUDA)" if tc else "") + " images/s", flush=True)
     load1 = os.getloadavg()
+    cuda_head = " PyTorch eager, CUDA | fnnet / PyTorch CUDA |" if args.torch_cuda else ""
     print()
     print(f"| model | optimizer | fnnet images/s | PyTorch eager, {threads} threads "
-          "| PyTorch eager, 1 thread | fnnet / best PyTorch |")
-    print("|---|---|---:|---:|---:|---:|")
-    for label, opt, f, tr, tr1, ratio in rows:
-        print(f"| {label} | {opt} | {f:,.0f} | {tr:,.0f} | {tr1:,.0f} | {ratio:.1f}x |")
+          f"| PyTorch eager, 1 thread | fnnet / best PyTorch CPU |{cuda_head}")
+    print("|---|---|---:|---:|---:|---:|" + ("---:|---:|" if args.torch_cuda else ""))
+    for label, opt, f, tr, tr1, ratio, tc in rows:
+        cuda_cols = f" {tc:,.0f} | {f / tc:.1f}x |" if tc else ""
+        print(f"| {label} | {opt} | {f:,.0f} | {tr:,.0f} | {tr1:,.0f} | {ratio:.1f}x |{cuda_cols}")
     print()
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 

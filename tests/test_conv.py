@@ -118,6 +118,7 @@ def test_convolution_in_batch_chunks(monkeypatch, shape, f, stride, pad):
     assert cache.chunk == 0
     monkeypatch.setattr(conv_module, "UNCHUNKED_BYTES", 0)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", (jax.default_backend(),))
     y2, cache2 = convolution.forward(params, x, stride=stride, pad=pad)
     assert cache2.chunk == 1 and cache2.data.shape == x.shape
     dx2, grads2 = convolution.backward(cache2, dy)
@@ -125,6 +126,21 @@ def test_convolution_in_batch_chunks(monkeypatch, shape, f, stride, pad):
     check_layer(convolution, params, x, stride=stride, pad=pad)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 2 * cache.data.nbytes // shape[0])
     assert convolution.forward(params, x, stride=stride, pad=pad)[1].chunk == 2
+
+
+def test_convolution_chunks_only_on_the_chunked_platforms(monkeypatch):
+    """Batch chunks are a CPU-cache measure: on a backend outside CHUNKED_PLATFORMS (a GPU) even a
+    layer over the size limit runs the whole batch at once; on the CPU it is chunked."""
+    params = {"W": jnp.asarray(_rand((3, 2, 3, 3), 2)), "b": jnp.asarray(_rand((3,), 3))}
+    x = jnp.asarray(_rand((4, 2, 7, 7), 4))
+    monkeypatch.setattr(conv_module, "UNCHUNKED_BYTES", 0)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", ())
+    assert convolution.forward(params, x)[1].chunk == 0
+    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", (jax.default_backend(),))
+    assert convolution.forward(params, x)[1].chunk == 1
+    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", ("cpu",))  # the library's setting
+    assert convolution.forward(params, x)[1].chunk == (1 if jax.default_backend() == "cpu" else 0)
 
 
 def test_convolution_matches_lax_conv():
