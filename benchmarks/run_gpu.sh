@@ -7,7 +7,7 @@
 #     FNNET_DATA_DIR=... FNNET_BOOK_WEIGHTS_DIR=... bash benchmarks/run_gpu.sh [OUT_DIR]
 #
 # Each step has its own time limit, so one slow step cannot eat the others' time. Logs go to
-# OUT_DIR (default runs/gpu), seven files; the runs' own outputs go under /tmp.
+# OUT_DIR (default runs/gpu), six files; the runs' own outputs go under /tmp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/gpu}
