@@ -57,11 +57,10 @@ def pytest_sessionfinish(session):
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """pytest-xdist controller: merge a finished worker's gradient-check figures."""
-    from gradcheck import MEASURED
+    from gradcheck import record
 
     for test, (vjp, num) in getattr(node, "workeroutput", {}).get("gradcheck", {}).items():
-        worst = MEASURED.setdefault(test, [0.0, 0.0])
-        worst[0], worst[1] = max(worst[0], vjp), max(worst[1], num)
+        record(vjp, num, test)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -20,11 +20,12 @@ from fnnet.gradient import numerical_gradient
 MEASURED: dict = {}  # test function -> [max error vs jax.vjp, max error vs numerical]
 
 
-def record(err_vjp: float, err_num: float) -> None:
-    """Keep the largest errors per test function (the name pytest is running now)."""
+def record(err_vjp: float, err_num: float, test: str | None = None) -> None:
+    """Keep the largest errors per test function (default: the one pytest is running now)."""
     import os
 
-    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("[")[0]
+    if test is None:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("[")[0]
     worst = MEASURED.setdefault(test, [0.0, 0.0])
     worst[0], worst[1] = max(worst[0], err_vjp), max(worst[1], err_num)
 

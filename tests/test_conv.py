@@ -135,12 +135,12 @@ def test_convolution_chunks_only_on_the_chunked_platforms(monkeypatch):
     x = jnp.asarray(_rand((4, 2, 7, 7), 4))
     monkeypatch.setattr(conv_module, "UNCHUNKED_BYTES", 0)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    assert conv_module.CHUNKED_PLATFORMS == ("cpu",)  # the library's own setting
+    assert convolution.forward(params, x)[1].chunk == (1 if jax.default_backend() == "cpu" else 0)
     monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", ())
     assert convolution.forward(params, x)[1].chunk == 0
     monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", (jax.default_backend(),))
     assert convolution.forward(params, x)[1].chunk == 1
-    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", ("cpu",))  # the library's setting
-    assert convolution.forward(params, x)[1].chunk == (1 if jax.default_backend() == "cpu" else 0)
 
 
 def test_convolution_matches_lax_conv():
