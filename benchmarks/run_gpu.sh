@@ -39,9 +39,9 @@ timeout 120 python3 benchmarks/bench_mlp.py --epochs 3 --torch-steps 100 --torch
   | tee "$out/bench_mlp.log"
 
 step "DeepConvNet record: 20 epochs, the last 4 at lr/10"
-timeout 180 python3 scripts/ch07_train_convnet.py --model deep_convnet --epochs 20 --decay-epochs 4 \
-  --out /tmp/deep_decay 2>&1 | tr '\r' '\n' | grep -v "it/s" | tee "$out/deep_convnet.log" | tail -25
+timeout 180 python3 -m fnnet.cli train --model deep_convnet --optimizer adam --epochs 20 \
+  --schedule step --decay-epochs 4 --out /tmp/deep_decay --overwrite 2>&1 | tr '\r' '\n' | grep -v "it/s" | tee "$out/deep_convnet.log" | tail -25
 
 step "main job: fnnet train"
-timeout 90 python3 -m fnnet.cli train --out /tmp/fnnet-main 2>&1 | tr '\r' '\n' | grep -v "it/s" \
+timeout 90 python3 -m fnnet.cli train --out /tmp/fnnet-main --overwrite 2>&1 | tr '\r' '\n' | grep -v "it/s" \
   | tee "$out/train.log" | tail -4

@@ -96,3 +96,109 @@ def check_targets(fn: str, t, batch: int, classes: int, arg: str = "t") -> None:
         f"{fn}: {arg} must be labels of shape ({batch},) or one-hot of shape ({batch}, {classes}), "
         f"got shape {ts}"
     )
+
+
+def check_int(fn: str, name: str, value, low: int | None = None) -> int:
+    """A Python or NumPy integer (not a bool) >= low, returned as int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_number(fn: str, name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> None:
+    """A finite real number (not a bool or a string) within its range; tracers pass unchecked."""
+    if not is_concrete(value):
+        return
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{fn}: {name} must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{fn}: {name} must be {'>' if low_open else '>='} {low}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{fn}: {name} must be {'<' if high_open else '<='} {high}, got {v}")
+
+
+def require_nonempty(fn: str, arg: str, x) -> None:
+    """A batch must hold at least one sample: a mean over 0 samples is no loss."""
+    if np.ndim(x) >= 1 and shape_of(x)[0] == 0:
+        raise ValueError(f"{fn}: {arg} is an empty batch (shape {shape_of(x)}); it needs at least one sample")
+
+
+def check_dataset(fn: str, name: str, data, input_shape, num_classes: int | None = None):
+    """Check a pair (x, t) once, before anything is compiled, and return it as NumPy arrays:
+    x float32 (N,) + input_shape, t int32 labels (N,) or float32 one-hot (N, C).
+
+    Shapes and dtypes, then values: every x finite, labels in [0, num_classes), one-hot rows of
+    0s and a single 1. A bad value is reported with the index of the first bad sample, because
+    inside `jax.jit` a NaN trains into NaN weights and an out-of-range label drops out of the loss
+    without an error.
+    """
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{fn}: {name} must be a pair (x, t), got {type(data).__name__}")
+    x, t = np.asarray(data[0]), np.asarray(data[1])
+    if x.ndim < 1 or t.ndim not in (1, 2):
+        raise ValueError(
+            f"{fn}: {name} must be x (N, ...) and t (N,) labels or (N, C) one-hot, "
+            f"got x {x.shape} and t {t.shape}"
+        )
+    if x.shape[0] != t.shape[0]:
+        raise ValueError(
+            f"{fn}: {name} has {x.shape[0]} inputs but {t.shape[0]} targets (x {x.shape}, t {t.shape})"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn}: {name} is empty (x {x.shape})")
+    per_sample = int(np.prod(x.shape[1:]))
+    want = int(np.prod(input_shape))
+    if per_sample != want:
+        raise ValueError(
+            f"{fn}: {name} has {per_sample} values per sample (x {x.shape}) but the model expects "
+            f"input_shape {tuple(input_shape)} ({want} values)"
+        )
+    if t.ndim == 1 and not np.issubdtype(t.dtype, np.integer):
+        raise TypeError(f"{fn}: {name} labels t must be integers, got dtype {t.dtype} (shape {t.shape})")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise TypeError(f"{fn}: {name} x must be numeric, got dtype {x.dtype}")
+    if t.ndim == 2 and not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
+        raise TypeError(f"{fn}: {name} one-hot t must be numeric, got dtype {t.dtype}")
+    x = x.astype(np.float32, copy=False).reshape((x.shape[0],) + tuple(input_shape))
+    bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{fn}: {name} x[{i}] holds a non-finite value ({int(bad.sum())} samples of {x.shape[0]} do); "
+            "clean or drop them before training"
+        )
+    if t.ndim == 2:
+        if num_classes is not None and t.shape[1] != num_classes:
+            raise ValueError(
+                f"{fn}: {name} one-hot t has {t.shape[1]} columns (shape {t.shape}) but the model "
+                f"has {num_classes} outputs"
+            )
+        t = t.astype(np.float32, copy=False)
+        onehot = np.all((t == 0) | (t == 1), axis=1) & (t.sum(axis=1) == 1)
+        if not onehot.all():
+            i = int(np.argmin(onehot))
+            raise ValueError(f"{fn}: {name} t[{i}] = {t[i].tolist()} is not a one-hot row (one 1, rest 0)")
+    else:
+        t = t.astype(np.int32, copy=False)
+        if num_classes is not None:
+            bad = (t < 0) | (t >= num_classes)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"{fn}: {name} label t[{i}] = {int(t[i])} is outside [0, {num_classes}) for a model "
+                    f"with {num_classes} outputs ({int(bad.sum())} labels of {t.shape[0]} are)"
+                )
+    return x, t
+
+
+def labels_of(t):
+    """Labels (N,) from labels or one-hot rows (N, C)."""
+    return np.argmax(t, axis=1).astype(np.int32) if np.ndim(t) == 2 else t

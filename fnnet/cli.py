@@ -1,33 +1,41 @@
-"""The `fnnet` command: train a network and evaluate saved parameters.
+"""The `fnnet` command: train a network, evaluate saved parameters, run the book's experiments.
 
-    fnnet train                      # MNIST, TwoLayerNet 784-50-10, SGD lr 0.1, batch 100, 17 epochs
+    fnnet train                      # MNIST (or, offline, the bundled digits), TwoLayerNet, SGD lr 0.1
     fnnet train --dataset digits     # scikit-learn's 8x8 digits, offline, a few seconds
     fnnet train --model multi_layer_net --batchnorm --optimizer adam --epochs 5
+    fnnet train --model deep_convnet --optimizer adam --epochs 20 --schedule step --decay-epochs 4
     fnnet eval --params runs/two_layer_net-mnist/params.npz
+    fnnet experiment --list
 
 `train` prints a progress bar per epoch and one line per epoch (loss, train and test accuracy,
 images/s) and writes metrics.json, curves.png, params.npz (plus state.npz for models with
-running statistics) and checkpoints to --out. MNIST is read from --data-dir or FNNET_DATA_DIR.
+running statistics) and checkpoints to --out. Every failure is one line on stderr and a
+non-zero exit status (2 for usage errors); --debug shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 
+from fnnet.models import MODEL_NAMES
+from fnnet.optimizers import NAMES as OPTIMIZERS
+
 __all__ = ["main", "build_parser"]
 
-MODELS = ("two_layer_net", "multi_layer_net", "simple_convnet", "deep_convnet")
 CONV_MODELS = ("simple_convnet", "deep_convnet")
 DATASETS = ("mnist", "digits")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+WEIGHT_INITS = ("xavier", "he")
 # Without --lr: 0.1 for SGD (the book's chapter 5 run), the book's defaults for the others.
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001}
 # Without --epochs: 17 epochs of MNIST are the book's 10,000 iterations (600 per epoch); digits
 # has 14 batches per epoch, so it gets more epochs.
 DEFAULT_EPOCHS = {"mnist": 17, "digits": 100}
+COMPILE_CACHE_ENV = "FNNET_COMPILE_CACHE"  # "0" turns JAX's persistent compilation cache off
 
 
 class DataError(Exception):
@@ -69,21 +77,42 @@ def _float(low, low_open, high=None, high_open=False):
     return parse
 
 
-def _hidden_sizes(text):
+def _int_list(low):
+    def parse(text):
+        try:
+            values = [int(s) for s in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers like 100,100, got {text!r}") from None
+        if min(values) < low:
+            raise argparse.ArgumentTypeError(f"values must be >= {low}, got {text!r}")
+        return values
+
+    return parse
+
+
+def _devices(text):
+    if text == "all":
+        return text
+    return _positive_int(text)
+
+
+def _weight_init(text):
+    if text.lower() in WEIGHT_INITS:
+        return text.lower()
     try:
-        sizes = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 100,100, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
-    return sizes
+        return _float(0.0, True)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive std or one of {', '.join(WEIGHT_INITS)}, "
+                                         f"got {text!r}") from None
 
 
 def _add_model_args(p):
-    p.add_argument("--model", choices=MODELS, default="two_layer_net", help="(default: two_layer_net)")
-    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="data set (default: mnist)")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="(default: two_layer_net)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="data set (default: mnist; without --data-dir, the bundled digits when MNIST "
+                   "cannot be loaded)")
     p.add_argument(
-        "--hidden", type=_hidden_sizes, default=None, metavar="N[,N...]",
+        "--hidden", type=_int_list(1), default=None, metavar="N[,N...]",
         help="hidden layer sizes: one for two_layer_net (default 50) and the convnets (100 simple, 50 deep), "
         "a list for multi_layer_net (default 100,100,100,100,100)",
     )
@@ -92,25 +121,38 @@ def _add_model_args(p):
         "--dropout", type=_float(0.0, True, 1.0, True), default=None, metavar="RATIO",
         help="multi_layer_net: dropout with this ratio after each hidden activation",
     )
-    p.add_argument(
-        "--weight-decay", type=_float(0.0, False), default=0.0, metavar="LAMBDA",
-        help="L2 weight decay: 0.5*lambda*sum(W^2) over the weight matrices (default 0)",
-    )
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $FNNET_DATA_DIR)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fnnet", description="Deep Learning from Scratch, functionally.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,experiment}")
     sub.required = True
 
     t = sub.add_parser("train", help="train a network", description="Train a network (fnnet.training.fit).")
     _add_model_args(t)
+    t.add_argument(
+        "--weight-init", type=_weight_init, default=None, metavar="STD|xavier|he",
+        help="initial weight scale (ch. 6): a std such as 0.01, or xavier, or he (default: the model's)",
+    )
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: sgd)")
     t.add_argument(
         "--lr", type=_float(0.0, True), default=None,
-        help="learning rate (default: 0.1 for sgd, 0.001 for adam, 0.01 for the others)",
+        help="(peak) learning rate (default: 0.1 for sgd, 0.001 for adam, 0.01 for the others)",
     )
+    t.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="learning-rate schedule (default: constant, or step given its epochs)")
+    t.add_argument("--decay-epochs", type=_positive_int, default=None, metavar="N",
+                   help="step schedule: the last N epochs at lr/10")
+    t.add_argument("--boundaries", type=_int_list(1), default=None, metavar="E1[,E2...]",
+                   help="step schedule: divide the rate by 10 after each of these epochs")
+    t.add_argument("--warmup-epochs", type=_positive_int, default=None, metavar="N",
+                   help="rise linearly from 0 to lr over the first N epochs, then the schedule")
+    t.add_argument("--weight-decay", type=_float(0.0, False), default=0.0, metavar="LAMBDA",
+                   help="L2 weight decay: lambda*W added to the weight gradients (default 0)")
+    t.add_argument("--clip-norm", type=_float(0.0, True), default=None, metavar="X",
+                   help="scale the gradients down to a global L2 norm of at most X")
     t.add_argument(
         "--epochs", type=_positive_int, default=None,
         help=f"epochs (default: {DEFAULT_EPOCHS['mnist']} for mnist, {DEFAULT_EPOCHS['digits']} for digits)",
@@ -119,16 +161,35 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_nonneg_int, default=0, help="(default: 0)")
     t.add_argument("--augment", action="store_true", help="convnets: random shifts and rotations")
     t.add_argument("--out", default=None, metavar="DIR", help="default runs/<model>-<dataset>")
-    t.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint in --out")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d = t.add_argument_group("many devices and hosts (fnnet.distributed)")
+    d.add_argument("--devices", type=_devices, default=None, metavar="N|all",
+                   help="split every batch over N local devices, or all (default: 1; with several "
+                   "processes: all)")
+    d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address, for a run over several processes ($FNNET_COORDINATOR)")
+    d.add_argument("--num-processes", type=_positive_int, default=None, metavar="N",
+                   help="number of processes ($FNNET_NUM_PROCESSES)")
+    d.add_argument("--process-id", type=_nonneg_int, default=None, metavar="I",
+                   help="this process's index, 0 to N-1 ($FNNET_PROCESS_ID)")
 
     e = sub.add_parser("eval", help="test accuracy of saved parameters", description="Print test accuracy.")
     e.add_argument(
         "--params", required=True, metavar="FILE",
-        help="params.npz written by `fnnet train` (its state.npz is read too), a .ckpt checkpoint, or a .pkl",
+        help="params.npz written by `fnnet train` (its state.npz and metrics.json are read too), a .ckpt "
+        "checkpoint, or the book's .pkl (sample_weight.pkl: the chapter 3 network)",
     )
     _add_model_args(e)
     parser.commands = {"train": t, "eval": e}  # for usage errors found after parsing
+    try:
+        from fnnet import experiments
+    except ImportError:
+        experiments = None
+    if experiments is not None:
+        parser.commands["experiment"] = experiments.add_parser(sub)
     return parser
 
 
@@ -138,7 +199,12 @@ def _input_shape(model, dataset):
 
 
 def _model_config(args, parser):
+    """The model's keyword arguments from the options; usage errors need no data."""
     cfg = {}
+    if getattr(args, "weight_init", None) is not None:
+        if args.model == "deep_convnet":
+            parser.error("argument --weight-init: deep_convnet uses He initialisation, as the book does")
+        cfg["weight_init_std"] = args.weight_init
     if args.model == "multi_layer_net":
         cfg["hidden_size_list"] = args.hidden or [100] * 5
         if args.batchnorm:
@@ -146,8 +212,6 @@ def _model_config(args, parser):
         if args.dropout is not None:
             cfg["use_dropout"] = True
             cfg["dropout_ratio"] = args.dropout
-        if args.weight_decay:
-            cfg["weight_decay_lambda"] = args.weight_decay
         return cfg
     if args.batchnorm:
         parser.error(f"argument --batchnorm: only multi_layer_net has Batch Norm, not {args.model}")
@@ -160,140 +224,256 @@ def _model_config(args, parser):
     return cfg
 
 
-def _build_model(args, parser):
+def _build_model(name, cfg, dataset, parser):
     from fnnet.models import get_model
-    from fnnet.training import with_weight_decay
 
-    cfg = _model_config(args, parser)
-    shape = _input_shape(args.model, args.dataset)
+    shape = _input_shape(name, dataset)
     try:
-        model = get_model(args.model, shape, 10, **cfg)
+        return get_model(name, shape, 10, **cfg)
     except (ValueError, TypeError) as e:
-        parser.error(f"argument --model: {args.model} cannot be built for {args.dataset} input {shape}: {e}")
-    if args.weight_decay and args.model != "multi_layer_net":
-        model = with_weight_decay(model, args.weight_decay)
-    return model, cfg
+        parser.error(f"argument --model: {name} cannot be built for {dataset} input {shape}: {e}")
 
 
-def _load_data(args):
+def _mnist_error(e) -> str:
+    """MNIST's not-found message (a list of every place tried) as one line."""
+    first = str(e).splitlines()[0]
+    return (f"{first} Set FNNET_DATA_DIR or --data-dir to a folder with the four MNIST IDX files, allow a "
+            "download, or try --dataset digits (bundled, offline)")
+
+
+def _load_data(args, say):
+    """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits."""
     from fnnet import datasets
 
+    explicit = args.dataset is not None or args.data_dir is not None
+    name = args.dataset or "mnist"
     try:
-        if args.dataset == "mnist":
-            return datasets.load_mnist(data_dir=args.data_dir)
-        return datasets.load_digits()
+        if name == "digits":
+            return name, datasets.load_digits()
+        return name, datasets.load_mnist(data_dir=args.data_dir)
+    except datasets.MNISTNotFoundError as e:
+        if explicit:
+            raise DataError(f"cannot load mnist: {_mnist_error(e)}") from None
+        say("fnnet: MNIST is not available (no FNNET_DATA_DIR, no cached copy, no download), so this run "
+            "uses the bundled 8x8 digits; for MNIST set FNNET_DATA_DIR=/path/to/mnist or go online, "
+            "and pass --dataset mnist to require it")
+        return "digits", datasets.load_digits()
     except (OSError, ValueError) as e:
-        hint = ""
-        if args.dataset == "mnist":
-            hint = (
-                " (set FNNET_DATA_DIR or --data-dir to a folder with the four MNIST IDX files,"
-                " or try --dataset digits)"
-            )
-        raise DataError(f"cannot load {args.dataset}: {e}{hint}") from None
+        raise DataError(f"cannot load {name}: {str(e).splitlines()[0]}") from None
+
+
+def _schedule(args, parser, lr, epochs, steps):
+    """(lr or schedule, JSON description) from --schedule, --decay-epochs, --boundaries, --warmup-epochs."""
+    from fnnet import schedules
+
+    kind = args.schedule or ("step" if args.decay_epochs or args.boundaries else "constant")
+    desc = {"kind": kind, "lr": lr}
+    if kind != "step" and (args.decay_epochs or args.boundaries):
+        parser.error(f"argument --schedule: --decay-epochs and --boundaries belong to the step schedule, "
+                     f"not {kind}")
+    if args.decay_epochs and args.boundaries:
+        parser.error("argument --boundaries: give --decay-epochs or --boundaries, not both")
+    warmup = args.warmup_epochs or 0
+    if warmup >= epochs:
+        parser.error(f"argument --warmup-epochs: {warmup} must be fewer than the {epochs} epochs")
+    sched = lr
+    if kind == "step":
+        if not (args.decay_epochs or args.boundaries):
+            parser.error("argument --schedule: step needs --decay-epochs N or --boundaries E1,E2")
+        bounds = [epochs - args.decay_epochs] if args.decay_epochs else sorted(args.boundaries)
+        if bounds[0] <= warmup or bounds[-1] >= epochs or len(set(bounds)) != len(bounds):
+            parser.error(f"argument --decay-epochs/--boundaries: the rate must drop after epoch(s) strictly "
+                         f"between {warmup} and {epochs}, got {bounds}")
+        # linear_warmup hands its schedule the steps counted from the end of the warm-up
+        sched = schedules.step_decay(lr, [(b - warmup) * steps for b in bounds], 0.1)
+        desc.update(boundaries_epochs=bounds, factor=0.1)
+    elif kind == "cosine":
+        sched = schedules.cosine_decay(lr, (epochs - warmup) * steps)
+        desc.update(decay_epochs=epochs - warmup)
+    if warmup:
+        sched = schedules.linear_warmup(sched, warmup * steps)
+        desc.update(warmup_epochs=warmup)
+    return sched, desc
+
+
+def _optimizer(args, lr_or_schedule):
+    from fnnet import optimizers, regularization
+
+    opt = optimizers.get(args.optimizer, lr=lr_or_schedule)
+    transforms = []
+    if args.weight_decay:
+        transforms.append(regularization.weight_decay(args.weight_decay))
+    if args.clip_norm is not None:
+        transforms.append(regularization.clip_by_global_norm(args.clip_norm))
+    return optimizers.chain(opt, *transforms) if transforms else opt
 
 
 def _train(args, parser):
-    from fnnet import optimizers
+    from fnnet import distributed
     from fnnet.training import fit
 
-    model, cfg = _build_model(args, parser)
-    if args.augment:
-        if args.model not in CONV_MODELS:
-            parser.error(f"argument --augment: only the convnets take image augmentation, not {args.model}")
-        from fnnet.augment import augment
-    else:
-        augment = None
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    optimizer = optimizers.get(args.optimizer, lr=lr)
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.dataset]
-    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
-    train, test = _load_data(args)
+    processes = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    devices = args.devices or ("all" if processes else 1)
+    say = _printer() if distributed.is_main_process() else (lambda line: None)
+    args.model = args.model or "two_layer_net"
+    cfg = _model_config(args, parser)
+    if args.augment and args.model not in CONV_MODELS:
+        parser.error(f"argument --augment: only the convnets take image augmentation, not {args.model}")
+    dataset, (train, test) = _load_data(args, say)
+    model = _build_model(args.model, cfg, dataset, parser)
     n = len(train[0])
     if args.batch_size > n:
-        parser.error(
-            f"argument --batch-size: {args.batch_size} is larger than the {n} training samples "
-            f"of {args.dataset}"
-        )
-    print(
-        f"fnnet train: {args.model}{' ' + str(cfg) if cfg else ''} on {args.dataset} "
-        f"({n} train, {len(test[0])} test), "
-        f"{args.optimizer} lr {lr:g}, batch {args.batch_size}, {epochs} epochs "
-        f"({epochs * (n // args.batch_size)} iterations), seed {args.seed} -> {out}",
-        flush=True,
-    )
+        parser.error(f"argument --batch-size: {args.batch_size} is larger than the {n} training samples "
+                     f"of {dataset}")
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[dataset]
+    steps = n // args.batch_size
+    lr_sched, sched_desc = _schedule(args, parser, lr, epochs, steps)
+    optimizer = _optimizer(args, lr_sched)
+    augment = None
+    if args.augment:
+        from fnnet.augment import augment
+    out = args.out or os.path.join("runs", f"{args.model}-{dataset}")
+    extras = "".join(f", {k} {v:g}" for k, v in (("weight decay", args.weight_decay),
+                                                  ("clip norm", args.clip_norm)) if v)
+    say(f"fnnet train: {args.model}{' ' + str(cfg) if cfg else ''} on {dataset} ({n} train, {len(test[0])} "
+        f"test), {args.optimizer} lr {lr:g} ({sched_desc['kind']} schedule){extras}, "
+        f"batch {args.batch_size}, {epochs} epochs ({epochs * steps} iterations), seed {args.seed}"
+        f"{f', devices {devices}' if devices != 1 else ''} -> {out}")
+    info = {"model": args.model, "config": cfg, "dataset": dataset, "optimizer": args.optimizer, "lr": lr,
+            "schedule": sched_desc, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm,
+            "augment": args.augment, "epochs": epochs}
     result = fit(
         model, optimizer, train, test, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
-        out_dir=out, resume=args.resume, augment=augment, progress=not args.no_progress,
-        log=lambda line: print(line, flush=True),
-        info={"model": args.model, "config": cfg, "dataset": args.dataset, "optimizer": args.optimizer,
-              "lr": lr, "weight_decay": args.weight_decay, "augment": args.augment, "epochs": epochs},
+        out_dir=out, resume=args.resume, overwrite=args.overwrite, augment=augment,
+        progress=not args.no_progress, log=say, info=info, devices=None if devices == 1 else devices,
     )
     acc = result.history["test_acc"][-1] if result.history["test_acc"] else float("nan")
-    print(f"test accuracy {acc:.4f}; wrote metrics.json, curves.png, params.npz and checkpoints to {out}")
+    say(f"test accuracy {acc:.4f}; wrote metrics.json, curves.png, params.npz and checkpoints to {out}")
     return 0
+
+
+def _run_info(params_path):
+    """The run description in metrics.json beside a params file, or {}."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(params_path)), "metrics.json")) as f:
+            run = json.load(f).get("run")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def _eval_three_layer_net(path, x, t):
+    """The book's sample_weight.pkl: chapter 3's sigmoid 784-50-100-10 network, forward only."""
+    import numpy as np
+
+    from fnnet.io import load_params
+    from fnnet.models import three_layer_net
+
+    params = load_params(path)
+    y = three_layer_net.predict(params, x)
+    return float(np.mean(np.argmax(np.asarray(y), axis=1) == t))
 
 
 def _eval(args, parser):
     import jax
 
-    from fnnet.training import evaluate, load_checkpoint, load_tree, restore_leaves
+    from fnnet.io import load_params
+    from fnnet.training import CheckpointError, evaluate, load_run_params
 
-    model, _ = _build_model(args, parser)
-    params, state = model.init(jax.random.PRNGKey(0))
     path = args.params
+    run = _run_info(path)
+    args.model = args.model or run.get("model") or "two_layer_net"
+    args.dataset = args.dataset or run.get("dataset")
+    if path.endswith(".pkl") and not args.dataset:
+        args.dataset = "mnist"
+    dataset, (_, (x, t)) = _load_data(args, _printer(sys.stderr))
+    if path.endswith(".pkl") and "W3" in load_params(path) and "W4" not in load_params(path):
+        acc = _eval_three_layer_net(path, x.reshape(len(x), -1), t)
+        print(f"test accuracy {acc:.4f} (the chapter 3 network on {dataset}, {len(x)} test images, {path})")
+        return 0
+    shaped = args.hidden is not None or args.batchnorm or args.dropout is not None
+    cfg = run.get("config")
+    if shaped or run.get("model") != args.model or not isinstance(cfg, dict):
+        cfg = _model_config(args, parser)
+    model = _build_model(args.model, cfg, dataset, parser)
+    params, state = model.init(jax.random.PRNGKey(0))
     try:
-        if path.endswith(".ckpt"):
-            ck = load_checkpoint(path)
-            params = restore_leaves("fnnet eval", path, "params", params, ck["params"])
-            state = restore_leaves("fnnet eval", path, "model state", state, ck["state"])
-        else:
-            from fnnet.io import load_params
-
-            loaded = load_params(path)
-            missing = sorted(set(params) - set(loaded))
-            extra = sorted(set(loaded) - set(params))
-            if missing or extra:
-                raise DataError(
-                    f"{path} does not fit {args.model} for {args.dataset}: "
-                    f"missing {missing}, unexpected {extra}"
-                )
-            for k, v in loaded.items():
-                if tuple(v.shape) != tuple(params[k].shape):
-                    raise DataError(
-                        f"{path}: {k} has shape {tuple(v.shape)} but {args.model} for {args.dataset} "
-                        f"needs {tuple(params[k].shape)} (check --model, --dataset and --hidden)"
-                    )
-            params = {k: jax.numpy.asarray(v) for k, v in loaded.items()}
-            if state:
-                state_path = os.path.join(os.path.dirname(path), "state.npz")
-                if not os.path.exists(state_path):
-                    raise DataError(f"{args.model} needs its running statistics: {state_path} is missing")
-                state = load_tree(state_path, state)
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"cannot load {path}: {e}") from None
-    _, (x, t) = _load_data(args)
+        params, state = load_run_params("fnnet eval", path, params, state)
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        raise DataError(f"{e} (check --model, --dataset and --hidden)") from None
     acc = evaluate(model, params, state, x, t)
-    print(f"test accuracy {acc:.4f} ({args.model} on {args.dataset}, {len(x)} test images, {path})")
+    print(f"test accuracy {acc:.4f} ({args.model} on {dataset}, {len(x)} test images, {path})")
     return 0
+
+
+def _printer(stream=None):
+    def say(line):
+        print(line, file=stream or sys.stdout, flush=True)
+
+    return say
+
+
+def enable_compile_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache in fnnet's cache folder, so that a repeated run
+    skips compilation; FNNET_COMPILE_CACHE=0 turns it off. A folder that cannot be created or
+    written leaves the cache off (JAX itself treats an unreadable entry as a miss). Returns the
+    folder, or None."""
+    if os.environ.get(COMPILE_CACHE_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    from fnnet.datasets import default_cache_dir
+    from fnnet.io import temp_file
+
+    folder = os.path.join(default_cache_dir(), "jax-compile")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = temp_file(folder, "write-test")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        return None
+    import warnings
+
+    import jax
+
+    # An unreadable or unwritable entry is a cache miss: JAX recompiles, and the run goes on quietly.
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return folder
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    known = (DataError, OSError, ValueError)
+    return text if isinstance(e, known) or type(e).__module__.startswith("fnnet") \
+        else f"{type(e).__name__}: {text}"
 
 
 def main(argv=None) -> int:
     """Entry point of the `fnnet` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fnnet.training import CheckpointError, TrainingDiverged
-
     sub = parser.commands[args.command]
+    enable_compile_cache()
     try:
         if args.command == "train":
             return _train(args, sub)
-        return _eval(args, sub)
-    except (DataError, CheckpointError, TrainingDiverged) as e:
-        print(f"fnnet {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        if args.command == "eval":
+            return _eval(args, sub)
+        from fnnet import experiments
+
+        return experiments.run(args)
     except KeyboardInterrupt:
         print(f"fnnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"fnnet {args.command}: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fnnet._checks import check_targets, shape_of
+from fnnet._checks import check_targets, require_nonempty, shape_of
 
 __all__ = [
     "step_function", "sigmoid", "relu", "tanh", "identity_function", "softmax", "log_softmax",
@@ -86,6 +86,7 @@ def _as_batch(fn, y, t):
             t = t[None, :]
         elif t.ndim == 0:
             t = t.reshape(1)
+    require_nonempty(fn, "y", y)
     check_targets(fn, t, y.shape[0], y.shape[1])
     if t.shape == y.shape:
         return y, t.astype(y.dtype)
@@ -93,7 +94,11 @@ def _as_batch(fn, y, t):
 
 
 def cross_entropy_error(y, t):
-    """-sum(t * log(y + 1e-7)) / N for probabilities y (C,) or (N, C); t one-hot or integer labels."""
+    """-sum(t * log(y + 1e-7)) / N for probabilities y (C,) or (N, C); t one-hot or integer labels.
+
+    Labels outside [0, C) raise a ValueError when t holds values. Under `jax.jit` t is a tracer
+    with no values to check, and such a label becomes an all-zero one-hot row that adds nothing
+    to the loss: check labels before jit (as `fnnet.training.fit` and the CLI do)."""
     y, t = _as_batch("cross_entropy_error", y, t)
     return -jnp.sum(t * jnp.log(y + 1e-7)) / y.shape[0]
 

@@ -19,26 +19,81 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = [
     "save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle", "atomic_write",
-    "save_json",
+    "save_json", "temp_file", "remove_stale_temporaries",
 ]
 
 TREE_KEY = "__fnnet_tree__"
 ZIP_MAGIC = b"PK"
 
 
+TEMP_SUFFIX = ".part"
+_TEMP_RE = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.part$")
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")  # before the writer's pid was in the name
+LEGACY_TEMP_AGE_S = 3600.0
+
+
+def temp_file(folder, name: str):
+    """(fd, path) of a new temporary file for `name` in `folder`, named `.{name}.pid{PID}.XXXX.part`,
+    so that `remove_stale_temporaries` can tell a dead writer's leftovers from a live one's."""
+    return tempfile.mkstemp(dir=folder, prefix=f".{name}.pid{os.getpid()}.", suffix=TEMP_SUFFIX)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder) -> list:
+    """Delete the temporary files that fnnet's writers left in `folder` when their process was
+    killed: named by `temp_file` for a process that is no longer running (or, from versions that
+    did not name the process, older than an hour); returns their paths. Files of a writer that is
+    still running, and every other file, are left alone."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        m = _TEMP_RE.match(name)
+        if m:
+            stale = int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1)))
+        else:
+            try:
+                age = time.time() - os.path.getmtime(path)
+                stale = bool(_LEGACY_TEMP_RE.match(name)) and age > LEGACY_TEMP_AGE_S
+            except OSError:
+                stale = False
+        if stale:
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path, write) -> None:
     """Call `write(f)` on a binary file under a temporary name in `path`'s folder, then rename it
-    to `path`. An interruption leaves the previous file (or none), never a partial one."""
+    to `path`. An interruption leaves the previous file (or none), never a partial one; a killed
+    process leaves a temporary that `remove_stale_temporaries` deletes later."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    fd, tmp = temp_file(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

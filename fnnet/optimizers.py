@@ -6,8 +6,18 @@
 
 `params` and `grads` are any pytree (usually the book's dict {'W1': ..., 'b1': ...}) with the
 same structure and leaf shapes. Nothing is mutated; both functions are jit-compatible, and the
-state is a dict of arrays (a pytree), so checkpoints can save it. The update rules are the
-book's, with eps = 1e-7:
+state is a dict of arrays (a pytree), so checkpoints can save it.
+
+`lr` is a number or a schedule (`fnnet.schedules`, a function step -> lr). The state counts the
+updates taken (an int32 scalar: 'step', or Adam's 't'), so a checkpoint carries the position in
+the schedule; the update numbered `step` (0 first) uses lr = schedule(step). With a number the
+arithmetic is the book's with that number. `chain(opt, *transforms)` applies gradient transforms
+(`fnnet.regularization`: weight decay, clipping) before the update. State keys:
+
+- sgd: {'step'};  momentum, nesterov: {'step', 'v'};  adagrad, rmsprop: {'step', 'h'};
+  adam: {'t', 'm', 'v'} ('t' is its step count)
+
+The update rules are the book's, with eps = 1e-7:
 
 - SGD:      p -= lr*g
 - Momentum: v = mu*v - lr*g;  p += v
@@ -20,14 +30,17 @@ book's, with eps = 1e-7:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Optimizer", "NAMES", "EPS", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "get"]
+from fnnet._checks import check_number
+from fnnet.schedules import as_schedule
+
+__all__ = ["Optimizer", "NAMES", "EPS", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "get",
+           "chain", "step_count"]
 
 EPS = 1e-7
 
@@ -40,22 +53,6 @@ class Optimizer(NamedTuple):
 
 
 _tmap = jax.tree_util.tree_map
-
-
-def _check_number(fn, name, value, *, low=None, high=None, low_open=False, high_open=False):
-    """Hyperparameters must be finite real numbers within their range (checked when concrete)."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{fn}: {name} must be finite, got {v}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{fn}: {name} must be {'>' if low_open else '>='} {low}, got {v}")
-    if high is not None and (v > high or (high_open and v == high)):
-        raise ValueError(f"{fn}: {name} must be {'<' if high_open else '<='} {high}, got {v}")
 
 
 def _check_trees(fn, params, grads):
@@ -83,109 +80,129 @@ def _zeros(params):
     return _tmap(lambda p: jnp.zeros_like(p), params)
 
 
-def sgd(lr: float = 0.01) -> Optimizer:
-    """Stochastic gradient descent: p -= lr*g. The state is an empty dict."""
-    _check_number("sgd", "lr", lr, low=0.0, low_open=True)
+def _lr_at(fn, lr):
+    """A function step -> learning rate: the schedule, or for a number that number itself (so a
+    fixed rate costs nothing and computes what the book's formula computes)."""
+    schedule = as_schedule(lr, fn, "lr")
+    return schedule if callable(lr) else (lambda step: lr)
+
+
+def _count():
+    return jnp.zeros((), jnp.int32)
+
+
+def sgd(lr=0.01) -> Optimizer:
+    """Stochastic gradient descent: p -= lr*g. State {'step'}."""
+    lr_at = _lr_at("sgd", lr)
 
     def init(params):
-        return {}
+        return {"step": _count()}
 
     def update(params, grads, state):
         _check_trees("sgd.update", params, grads)
-        return _tmap(lambda p, g: p - lr * g, params, grads), state
+        _check_state("sgd.update", state, ("step",))
+        lr = lr_at(state["step"])
+        return _tmap(lambda p, g: p - lr * g, params, grads), {"step": state["step"] + 1}
 
     return Optimizer(init, update)
 
 
-def momentum(lr: float = 0.01, momentum: float = 0.9) -> Optimizer:
-    """Momentum: v = mu*v - lr*g; p += v. State {'v'}: velocities, zeros at first."""
-    _check_number("momentum", "lr", lr, low=0.0, low_open=True)
-    _check_number("momentum", "momentum", momentum, low=0.0, high=1.0, high_open=True)
+def momentum(lr=0.01, momentum: float = 0.9) -> Optimizer:
+    """Momentum: v = mu*v - lr*g; p += v. State {'step', 'v'}: v the velocities, zeros at first."""
+    lr_at = _lr_at("momentum", lr)
+    check_number("momentum", "momentum", momentum, low=0.0, high=1.0, high_open=True)
     mu = momentum
 
     def init(params):
-        return {"v": _zeros(params)}
+        return {"step": _count(), "v": _zeros(params)}
 
     def update(params, grads, state):
         _check_trees("momentum.update", params, grads)
-        _check_state("momentum.update", state, ("v",))
+        _check_state("momentum.update", state, ("step", "v"))
+        lr = lr_at(state["step"])
         v = _tmap(lambda v, g: mu * v - lr * g, state["v"], grads)
-        return _tmap(lambda p, v: p + v, params, v), {"v": v}
+        return _tmap(lambda p, v: p + v, params, v), {"step": state["step"] + 1, "v": v}
 
     return Optimizer(init, update)
 
 
-def nesterov(lr: float = 0.01, momentum: float = 0.9) -> Optimizer:
+def nesterov(lr=0.01, momentum: float = 0.9) -> Optimizer:
     """Nesterov's accelerated gradient, in the book's form:
-    v = mu*v - lr*g; p += mu*mu*v - (1+mu)*lr*g. State {'v'}."""
-    _check_number("nesterov", "lr", lr, low=0.0, low_open=True)
-    _check_number("nesterov", "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    v = mu*v - lr*g; p += mu*mu*v - (1+mu)*lr*g. State {'step', 'v'}."""
+    lr_at = _lr_at("nesterov", lr)
+    check_number("nesterov", "momentum", momentum, low=0.0, high=1.0, high_open=True)
     mu = momentum
 
     def init(params):
-        return {"v": _zeros(params)}
+        return {"step": _count(), "v": _zeros(params)}
 
     def update(params, grads, state):
         _check_trees("nesterov.update", params, grads)
-        _check_state("nesterov.update", state, ("v",))
+        _check_state("nesterov.update", state, ("step", "v"))
+        lr = lr_at(state["step"])
         v = _tmap(lambda v, g: mu * v - lr * g, state["v"], grads)
         new = _tmap(lambda p, v, g: p + mu * mu * v - (1 + mu) * lr * g, params, v, grads)
-        return new, {"v": v}
+        return new, {"step": state["step"] + 1, "v": v}
 
     return Optimizer(init, update)
 
 
-def adagrad(lr: float = 0.01) -> Optimizer:
-    """AdaGrad: h += g*g; p -= lr*g / (sqrt(h) + eps). State {'h'}: sums of squared gradients."""
-    _check_number("adagrad", "lr", lr, low=0.0, low_open=True)
+def adagrad(lr=0.01) -> Optimizer:
+    """AdaGrad: h += g*g; p -= lr*g / (sqrt(h) + eps). State {'step', 'h'}: h the sums of squared
+    gradients."""
+    lr_at = _lr_at("adagrad", lr)
 
     def init(params):
-        return {"h": _zeros(params)}
+        return {"step": _count(), "h": _zeros(params)}
 
     def update(params, grads, state):
         _check_trees("adagrad.update", params, grads)
-        _check_state("adagrad.update", state, ("h",))
+        _check_state("adagrad.update", state, ("step", "h"))
+        lr = lr_at(state["step"])
         h = _tmap(lambda h, g: h + g * g, state["h"], grads)
         new = _tmap(lambda p, g, h: p - lr * g / (jnp.sqrt(h) + EPS), params, grads, h)
-        return new, {"h": h}
+        return new, {"step": state["step"] + 1, "h": h}
 
     return Optimizer(init, update)
 
 
-def rmsprop(lr: float = 0.01, decay_rate: float = 0.99) -> Optimizer:
-    """RMSprop: h = d*h + (1-d)*g*g; p -= lr*g / (sqrt(h) + eps). State {'h'}."""
-    _check_number("rmsprop", "lr", lr, low=0.0, low_open=True)
-    _check_number("rmsprop", "decay_rate", decay_rate, low=0.0, high=1.0)
+def rmsprop(lr=0.01, decay_rate: float = 0.99) -> Optimizer:
+    """RMSprop: h = d*h + (1-d)*g*g; p -= lr*g / (sqrt(h) + eps). State {'step', 'h'}."""
+    lr_at = _lr_at("rmsprop", lr)
+    check_number("rmsprop", "decay_rate", decay_rate, low=0.0, high=1.0)
     d = decay_rate
 
     def init(params):
-        return {"h": _zeros(params)}
+        return {"step": _count(), "h": _zeros(params)}
 
     def update(params, grads, state):
         _check_trees("rmsprop.update", params, grads)
-        _check_state("rmsprop.update", state, ("h",))
+        _check_state("rmsprop.update", state, ("step", "h"))
+        lr = lr_at(state["step"])
         h = _tmap(lambda h, g: d * h + (1 - d) * g * g, state["h"], grads)
         new = _tmap(lambda p, g, h: p - lr * g / (jnp.sqrt(h) + EPS), params, grads, h)
-        return new, {"h": h}
+        return new, {"step": state["step"] + 1, "h": h}
 
     return Optimizer(init, update)
 
 
-def adam(lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> Optimizer:
+def adam(lr=0.001, beta1: float = 0.9, beta2: float = 0.999) -> Optimizer:
     """Adam as in the book (bias correction folded into lr_t).
 
-    State {'t': int32 step count, 'm': first moments, 'v': second moments}.
+    State {'t': int32 step count, 'm': first moments, 'v': second moments}; the update numbered
+    t (0 first) uses lr = schedule(t) and the bias correction of t + 1.
     """
-    _check_number("adam", "lr", lr, low=0.0, low_open=True)
-    _check_number("adam", "beta1", beta1, low=0.0, high=1.0, high_open=True)
-    _check_number("adam", "beta2", beta2, low=0.0, high=1.0, high_open=True)
+    lr_at = _lr_at("adam", lr)
+    check_number("adam", "beta1", beta1, low=0.0, high=1.0, high_open=True)
+    check_number("adam", "beta2", beta2, low=0.0, high=1.0, high_open=True)
 
     def init(params):
-        return {"t": jnp.zeros((), jnp.int32), "m": _zeros(params), "v": _zeros(params)}
+        return {"t": _count(), "m": _zeros(params), "v": _zeros(params)}
 
     def update(params, grads, state):
         _check_trees("adam.update", params, grads)
         _check_state("adam.update", state, ("t", "m", "v"))
+        lr = lr_at(state["t"])
         t = state["t"] + 1
 
         def step(p, g, m, v):
@@ -202,6 +219,36 @@ def adam(lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> Optimiz
         return new_p, {"t": t, "m": m, "v": v}
 
     return Optimizer(init, update)
+
+
+def chain(optimizer: Optimizer, *transforms: Callable) -> Optimizer:
+    """`optimizer` whose update first passes the gradients through each transform
+    `(grads, params) -> grads`, in order (e.g. fnnet.regularization.weight_decay, then
+    clip_by_global_norm). init and the state are the optimizer's own."""
+    if not isinstance(optimizer, Optimizer):
+        got = type(optimizer).__name__
+        raise TypeError(f"chain: optimizer must be an Optimizer (init, update), got {got}")
+    for i, tr in enumerate(transforms):
+        if not callable(tr):
+            raise TypeError(f"chain: transform {i} must be a function (grads, params) -> grads, got {tr!r}")
+
+    def update(params, grads, state):
+        _check_trees("chain.update", params, grads)
+        for tr in transforms:
+            grads = tr(grads, params)
+        return optimizer.update(params, grads, state)
+
+    return Optimizer(optimizer.init, update)
+
+
+def step_count(state) -> jax.Array:
+    """The number of updates an optimizer state has taken (its 'step', or Adam's 't')."""
+    if isinstance(state, dict):
+        for key in ("step", "t"):
+            if key in state:
+                return state[key]
+    got = sorted(state) if isinstance(state, dict) else type(state).__name__
+    raise KeyError(f"step_count: state must be an optimizer state with 'step' or 't', got {got}")
 
 
 _FACTORIES = {

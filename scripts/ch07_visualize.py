@@ -2,7 +2,7 @@
 
     python scripts/ch07_visualize.py --params runs/ch07/simple/params.npz --out runs/ch07_visualize
 
---params is a params.npz written by scripts/ch07_train_convnet.py (or the book's params.pkl).
+--params is a params.npz written by `fnnet train` (or the book's params.pkl).
 Writes to --out:
 - filters.png: the first-layer filters at initialisation (as `fit` draws them for --seed) and
   after training;

@@ -93,7 +93,15 @@ def test_convnet_on_digits_with_augmentation(tmp_path):
         (["train", "--model", "deep_convnet", "--dataset", "digits"],
          "argument --model: deep_convnet cannot be built for digits input (1, 8, 8)"),
         (["eval", "--dataset", "digits"], "the following arguments are required: --params"),
-        ([], "required: {train,eval}"),
+        ([], "required: {train,eval,experiment}"),
+        (["train", "--schedule", "cosine", "--decay-epochs", "2"], "belong to the step schedule, not cosine"),
+        (["train", "--dataset", "digits", "--epochs", "5", "--decay-epochs", "5"], "the rate must drop"),
+        (["train", "--dataset", "digits", "--schedule", "step"], "step needs --decay-epochs N"),
+        (["train", "--dataset", "digits", "--epochs", "3", "--warmup-epochs", "3"], "fewer than the 3"),
+        (["train", "--resume", "--overwrite"], "not allowed with argument"),
+        (["train", "--weight-init", "big"], "argument --weight-init: expected a positive std or one of"),
+        (["train", "--clip-norm", "0"], "argument --clip-norm: must be > 0"),
+        (["train", "--model", "deep_convnet", "--weight-init", "he"], "deep_convnet uses He initialisation"),
     ],
 )
 def test_usage_errors_exit_2_naming_the_option(argv, message, capsys, tmp_path):
@@ -122,3 +130,54 @@ def test_eval_with_params_of_another_shape_is_refused(tmp_path, capsys):
                  "--hidden", "20"]) == 1
     err = capsys.readouterr().err
     assert "W1 has shape (64, 50)" in err and "(64, 20)" in err
+
+
+def test_one_command_step_decay_equals_the_optimizer_switched_by_hand(tmp_path, capsys):
+    """`--schedule step --decay-epochs 1` (the chapter 7 records' recipe) trains the last epoch at
+    lr/10 in one run: the same parameters as Adam at lr switched by hand after epoch 1."""
+    import jax
+
+    from fnnet import optimizers
+    from fnnet.datasets import load_digits
+    from fnnet.models import get_model
+    from fnnet.training import fit
+
+    assert train(tmp_path, "--optimizer", "adam", "--lr", "0.01", "--epochs", "2", "--schedule", "step",
+                 "--decay-epochs", "1") == 0
+    model = get_model("two_layer_net", (64,), 10)
+    train_data, test = load_digits()
+    quiet = dict(progress=False, log=lambda *a: None)
+    fit(model, optimizers.adam(0.01), train_data, test, epochs=1, out_dir=tmp_path / "hand", **quiet)
+    by_hand = fit(model, optimizers.adam(0.01 * 0.1), train_data, test, epochs=2, out_dir=tmp_path / "hand",
+                  resume=True, **quiet)
+    with np.load(tmp_path / "run" / "params.npz") as z:
+        for k, v in by_hand.params.items():
+            np.testing.assert_array_equal(z[k], np.asarray(jax.device_get(v)))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["run"]["schedule"] == {"kind": "step", "lr": 0.01, "boundaries_epochs": [1], "factor": 0.1}
+
+
+def test_weight_init_and_clip_norm_reach_the_run(tmp_path):
+    assert train(tmp_path, "--weight-init", "xavier", "--clip-norm", "1.0", "--warmup-epochs", "1",
+                 "--schedule", "cosine", "--epochs", "3") == 0
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["run"]
+    assert run["config"] == {"weight_init_std": "xavier"} and run["clip_norm"] == 1.0
+    assert run["schedule"] == {"kind": "cosine", "lr": 0.1, "decay_epochs": 2, "warmup_epochs": 1}
+
+
+def test_schedule_from_the_options_drops_after_the_named_epochs():
+    """--boundaries counts epochs from the start of the run, with or without a warm-up."""
+    import argparse
+
+    from fnnet.cli import _schedule, build_parser
+
+    parser = build_parser().commands["train"]
+    for warmup in (None, 1):
+        args = argparse.Namespace(schedule=None, decay_epochs=None, boundaries=[3, 5], warmup_epochs=warmup)
+        sched, desc = _schedule(args, parser, 0.1, 6, 10)
+        lrs = [float(sched(step)) for step in (0, 5, 10, 29, 30, 49, 50, 59)]
+        want = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+        if warmup:
+            want[:2] = [0.0, 0.05]
+        np.testing.assert_allclose(lrs, want, rtol=1e-6)
+        assert desc["boundaries_epochs"] == [3, 5]

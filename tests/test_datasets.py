@@ -199,6 +199,17 @@ def test_load_mnist_cache_is_used_verified_and_rebuilt(env):
                                download=False)
     np.testing.assert_array_equal(x.reshape(12, 28, 28), arrays[TRAIN_IMAGES])
 
+    # a crafted version field (an array, a string) is a corrupt cache: rejected and rebuilt
+    for version in (np.array([1, 2]), np.array("1")):
+        with np.load(npz) as z:
+            fields = {k: z[k] for k in z.files}
+        fields["version"] = version
+        with open(npz, "wb") as f:
+            np.savez(f, **fields)
+        with pytest.warns(UserWarning, match="rejecting the cache.*cache format"):
+            load_mnist(data_dir=env / "data", cache_dir=cache, sha256=digests, download=False)
+        assert npz.read_bytes() == good
+
 
 def test_load_mnist_bad_checksum_is_never_used_nor_cached(env, monkeypatch):
     arrays, contents, digests = synthetic_mnist()

@@ -10,7 +10,7 @@ import pytest
 from gradcheck import record
 from jax.flatten_util import ravel_pytree
 
-from fnnet import optimizers
+from fnnet import optimizers, regularization
 from fnnet.models import Model, get_model
 from fnnet.models import multi_layer_net as M
 
@@ -91,6 +91,29 @@ def test_weight_decay_terms():
         np.testing.assert_allclose(np.asarray(g1[k] - g0[k]), np.asarray(extra), atol=1e-6)
     assert float(jax.jit(M.loss)(params, state, x, t, lam)[0]) == pytest.approx(float(l1), rel=1e-6)
     assert g1["W1"].dtype == jnp.float32 and l1.dtype == jnp.float32
+    # the book's decay is fnnet.regularization's: the same penalty and the same lam*W, bit for bit
+    chex.assert_trees_all_equal(g1, jax.jit(regularization.weight_decay(lam))(g0, params))
+    assert float(l1) == float(jax.jit(lambda p: l0 + regularization.l2_penalty(p, lam))(params))
+
+
+def test_model_has_no_weight_decay_of_its_own():
+    with pytest.raises(TypeError, match=r"multi_layer_net.model: weight_decay_lambda is not a model setting; "
+                                        r"add weight decay to the optimizer with optimizers.chain\(opt, "
+                                        r"fnnet.regularization.weight_decay\(lam\)\)"):
+        get_model("multi_layer_net", (6,), 3, weight_decay_lambda=0.1)
+    with pytest.raises(TypeError, match="multi_layer_net.model: unexpected keyword argument.* hidden_sizes"):
+        M.model((6,), 3, hidden_sizes=(4,))
+    # the model's loss is the data loss; chaining weight_decay gives the book's gradient
+    m = M.model((6,), 3, hidden_size_list=(5, 4))
+    params, state, x, t = _problem({}, dtype=jnp.float32)
+    lam = 0.2
+    _, g_model, _ = jax.jit(m.loss_and_grad)(params, state, x, t)
+    v_book, g_book, _ = jax.jit(lambda p: M.loss_and_gradient(p, state, x, t, lam))(params)
+    chex.assert_trees_all_equal(jax.jit(regularization.weight_decay(lam))(g_model, params), g_book)
+    opt = optimizers.chain(optimizers.sgd(0.1), regularization.weight_decay(lam))
+    got, _ = jax.jit(opt.update)(params, g_model, opt.init(params))
+    want, _ = jax.jit(optimizers.sgd(0.1).update)(params, g_book, optimizers.sgd(0.1).init(params))
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_init_shapes_scales_and_state():
@@ -177,7 +200,7 @@ def test_bad_input():
 def test_model_view_and_learning():
     """get_model builds the Model; a few hundred Adam steps fit a small separable problem."""
     m = get_model("multi_layer_net", (1, 4, 4), 3, hidden_size_list=(16, 16), use_batchnorm=True,
-                  use_dropout=True, dropout_ratio=0.1, weight_decay_lambda=1e-4)
+                  use_dropout=True, dropout_ratio=0.1)
     assert isinstance(m, Model) and m.input_shape == (16,)
     params, state = m.init(jax.random.PRNGKey(0))
     assert "gamma2" in params and "running_var2" in state
@@ -189,12 +212,12 @@ def test_model_view_and_learning():
     key = jax.random.PRNGKey(9)
     got, ref = jax.jit(lambda p, s: (
         m.loss_and_grad(p, s, x, t, key),
-        M.loss_and_gradient(p, s, x.reshape(240, -1), t, 1e-4, True, key, use_dropout=True,
+        M.loss_and_gradient(p, s, x.reshape(240, -1), t, 0.0, True, key, use_dropout=True,
                             dropout_ratio=0.1),
     ))(params, state)
     chex.assert_trees_all_close(got, ref, rtol=1e-6, atol=1e-7)
 
-    opt = optimizers.adam(lr=0.01)
+    opt = optimizers.chain(optimizers.adam(lr=0.01), regularization.weight_decay(1e-4))
 
     @jax.jit
     def step(carry, k):

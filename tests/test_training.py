@@ -13,11 +13,11 @@ from fnnet import optimizers
 from fnnet.models import Model, get_model
 from fnnet.training import (
     CheckpointError,
+    RunFolderError,
     TrainingDiverged,
     evaluate,
     fit,
     load_checkpoint,
-    with_weight_decay,
 )
 
 
@@ -161,18 +161,20 @@ def test_resume_skips_a_corrupt_newest_checkpoint(small, full3, tmp_path):
     chex.assert_trees_all_equal(full.params, resumed.params)
 
 
-def test_resume_with_a_new_learning_rate_is_a_step_decay(small, full3, tmp_path):
-    """What scripts/ch07_train_convnet.py --decay-epochs does: resume with the same optimizer at
-    another rate. At a rate of 1e-30 the parameters stay those of the checkpoint while Adam's
-    moments and step count move on, so the resumed epoch runs at the new rate, not the saved one
-    (at the saved rate, the third epoch moves them: full3)."""
-    two = run(small, 2, out_dir=tmp_path)
-    frozen = run(small, 3, out_dir=tmp_path, resume=True, optimizer=optimizers.adam(1e-30))
-    chex.assert_trees_all_close(frozen.params, two.params, atol=1e-12, rtol=0)
-    assert float(jnp.max(jnp.abs(full3.params["W1"] - two.params["W1"]))) > 1e-4
-    assert int(frozen.opt_state["t"]) == int(two.opt_state["t"]) + 600 // 100
-    assert frozen.history["test_acc"][:2] == two.history["test_acc"]
-    assert len(frozen.history["test_acc"]) == 3
+def test_resume_across_a_step_decay_boundary_is_exact(small, full3, tmp_path):
+    """A step decay inside the optimizer (the chapter 7 records' schedule) resumes exactly across
+    its boundary: 1 epoch, then resume for 2 more, with the rate dropping at step 9 (epoch 2),
+    equals the uninterrupted run; and it differs from the constant-rate run from the boundary on."""
+    from fnnet.schedules import step_decay
+
+    opt = optimizers.adam(step_decay(0.01, [9], 0.1))
+    whole = run(small, 3, out_dir=tmp_path / "whole", optimizer=opt)
+    run(small, 1, out_dir=tmp_path / "part", optimizer=opt)
+    resumed = run(small, 3, out_dir=tmp_path / "part", resume=True, optimizer=opt)
+    chex.assert_trees_all_equal(whole.params, resumed.params)
+    chex.assert_trees_all_equal(whole.opt_state, resumed.opt_state)
+    assert whole.history["loss"][:9] == full3.history["loss"][:9]
+    assert whole.history["loss"][9:] != full3.history["loss"][9:]
 
 
 def test_resume_refuses_a_different_run(small, tmp_path):
@@ -181,6 +183,35 @@ def test_resume_refuses_a_different_run(small, tmp_path):
         run(small, 2, out_dir=tmp_path, resume=True, batch_size=50)
     with pytest.raises(CheckpointError, match="different model or optimizer"):
         run(small, 2, out_dir=tmp_path, resume=True, optimizer=optimizers.sgd(0.1))
+
+
+def test_resume_refuses_another_run_description_but_allows_more_epochs(small, tmp_path):
+    info = {"model": "two_layer_net", "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0, "epochs": 1}
+    run(small, 1, out_dir=tmp_path, info=info)
+    for k, v in (("lr", 0.001), ("optimizer", "sgd"), ("weight_decay", 0.1), ("model", "multi_layer_net")):
+        with pytest.raises(CheckpointError, match=f"{k}=.*but this run has {k}="):
+            run(small, 2, out_dir=tmp_path, resume=True, info={**info, k: v})
+    r = run(small, 2, out_dir=tmp_path, resume=True, info={**info, "epochs": 2})
+    assert len(r.history["test_acc"]) == 2
+    assert json.loads((tmp_path / "metrics.json").read_text())["run"]["epochs"] == 2
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume_or_overwrite(small, tmp_path):
+    first = run(small, 1, out_dir=tmp_path)
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    with pytest.raises(RunFolderError, match="already holds a run.*--resume.*--overwrite"):
+        run(small, 1, out_dir=tmp_path, seed=1)
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+    with pytest.raises(ValueError, match="contradict"):
+        run(small, 1, out_dir=tmp_path, resume=True, overwrite=True)
+    (tmp_path / "checkpoint-0007.ckpt").write_bytes(b"from an older, longer run")
+    second = run(small, 1, out_dir=tmp_path, seed=1, overwrite=True)
+    assert not (tmp_path / "checkpoint-0007.ckpt").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 1
+    from fnnet.io import load_params
+
+    chex.assert_trees_all_equal(load_params(tmp_path / "params.npz"), second.params)
+    assert not np.array_equal(np.asarray(first.params["W1"]), np.asarray(second.params["W1"]))
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(small, tmp_path):
@@ -232,24 +263,6 @@ def test_augment_is_applied_to_training_batches(small):
     assert not np.array_equal(np.asarray(r.params["W1"]), np.asarray(init_w1))
 
 
-def test_with_weight_decay_adds_the_l2_term_to_weights_only(small):
-    model = two_layer()
-    params, state = model.init(jax.random.PRNGKey(1))
-    (x, t), _ = small
-    x, t = jnp.asarray(x[:50]), jnp.asarray(t[:50])
-    lam = 0.3
-    loss0, g0, _ = model.loss_and_grad(params, state, x, t, None)
-    loss1, g1, _ = with_weight_decay(model, lam).loss_and_grad(params, state, x, t, None)
-    penalty = 0.5 * lam * (jnp.sum(params["W1"] ** 2) + jnp.sum(params["W2"] ** 2))
-    np.testing.assert_allclose(loss1, loss0 + penalty, rtol=1e-6)
-    for k in ("W1", "W2"):
-        np.testing.assert_allclose(g1[k], g0[k] + lam * params[k], rtol=1e-6, atol=1e-7)
-    for k in ("b1", "b2"):
-        chex.assert_trees_all_equal(g1[k], g0[k])
-    with pytest.raises(ValueError, match="weight_decay_lambda must be >= 0"):
-        with_weight_decay(model, -1.0)
-
-
 def test_digits_training_reaches_good_accuracy(digits):
     train, test = digits
     r = fit(two_layer(), optimizers.sgd(0.3), train, test, epochs=30, progress=False, log=quiet)
@@ -268,3 +281,44 @@ def test_two_layer_net_mnist_97_percent(mnist_dir):
     r = fit(model, optimizers.sgd(0.1), train, test, epochs=17, progress=False, log=quiet)
     assert len(r.history["loss"]) == 17 * 600
     assert r.history["test_acc"][-1] >= 0.97
+
+
+def test_bad_data_values_are_refused_naming_the_first_bad_sample(small):
+    """A NaN would train into NaN weights (ReLU maps it to 0, so the loss stays finite) and an
+    out-of-range label drops out of the loss: fit checks the values once, before jit."""
+    (x, t), test = small
+    bad_x = x.copy()
+    bad_x[5, 3] = np.nan
+    with pytest.raises(ValueError, match=r"train_data x\[5\] holds a non-finite value"):
+        run(((bad_x, t), test), 1)
+    bad_x[9, 0] = np.inf
+    with pytest.raises(ValueError, match=r"test_data x\[5\] holds a non-finite value \(2 samples"):
+        run(((x, t), (bad_x[:100], t[:100])), 1)
+    bad_t = t.copy()
+    bad_t[7:] = 10
+    with pytest.raises(ValueError, match=r"label t\[7\] = 10 is outside \[0, 10\).*593 labels of 600"):
+        run(((x, bad_t), test), 1)
+    bad_t[7:] = -1
+    with pytest.raises(ValueError, match=r"label t\[7\] = -1 is outside"):
+        run(((x, bad_t), test), 1)
+    one_hot = np.eye(10, dtype=np.float32)[t]
+    one_hot[4] = 0.1
+    with pytest.raises(ValueError, match=r"t\[4\] = .* is not a one-hot row"):
+        run(((x, one_hot), test), 1)
+    with pytest.raises(ValueError, match=r"one-hot t has 9 columns.*10 outputs"):
+        run(((x, one_hot[:, :9]), test), 1)
+
+
+def test_non_finite_parameters_stop_training_even_with_a_finite_loss(small):
+    """A NaN bias behind ReLU keeps the loss finite (ReLU's where maps NaN to 0), so the loss alone
+    does not show it: the parameters are checked too."""
+    base = two_layer()
+
+    def loss_and_grad(params, state, x, t, key):
+        loss, grads, state = base.loss_and_grad(params, state, x, t, key)
+        return loss, {**grads, "b1": grads["b1"] * jnp.nan}, state
+
+    logs = []
+    with pytest.raises(TrainingDiverged, match="a parameter became NaN or infinite at epoch 1.*rate"):
+        fit(base._replace(loss_and_grad=loss_and_grad), optimizers.sgd(0.1), *small, epochs=1,
+            progress=False, log=logs.append)

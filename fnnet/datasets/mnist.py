@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fnnet.datasets.idx import ChecksumError, IdxError, parse_idx, read_bytes, sha256_of
-from fnnet.io import atomic_write
+from fnnet.io import atomic_write, remove_stale_temporaries, temp_file
 
 __all__ = [
     "MNIST_FILES", "MNIST_SHA256", "MNIST_MIRRORS", "MNISTNotFoundError", "load_mnist",
@@ -127,6 +127,7 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
     npz_path = cache_dir / f"mnist-{tag}.npz"
     tried: list[str] = []
 
+    remove_stale_temporaries(npz_path.parent)
     arrays = _read_cache(npz_path, digests, tried)
     if arrays is not None:
         return arrays
@@ -240,7 +241,7 @@ def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool)
         folder = cache_dir
     except OSError:
         folder = Path(tempfile.mkdtemp(prefix="fnnet-mnist-"))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
+    fd, tmp = temp_file(folder, stem)
     try:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
             size = r.headers.get("Content-Length")
@@ -276,13 +277,15 @@ def _read_cache(path: Path, digests: dict, tried: list) -> dict | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            if int(z["version"]) != CACHE_VERSION:
-                raise ValueError(f"cache format {int(z['version'])}, expected {CACHE_VERSION}")
+            version = z["version"]
+            if version.shape != () or not np.issubdtype(version.dtype, np.integer) \
+                    or int(version) != CACHE_VERSION:
+                raise ValueError(f"cache format {version.tolist()!r}, expected {CACHE_VERSION}")
             arrays = {s: z[s] for s in MNIST_FILES}
         for stem, arr in arrays.items():
             if arr.dtype != np.uint8 or sha256_of(arr) != digests[stem]:
                 raise ChecksumError(f"{stem} does not match its SHA-256")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
         tried.append(f"decoded cache {path}: rejected ({e}); it will be rebuilt")
         warnings.warn(f"load_mnist: rejecting the cache {path} ({e}); rebuilding it", stacklevel=4)
         return None

@@ -19,7 +19,14 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from fnnet._checks import check_targets, require_features, require_keys, require_ndim, shape_of
+from fnnet._checks import (
+    check_targets,
+    require_features,
+    require_keys,
+    require_ndim,
+    require_nonempty,
+    shape_of,
+)
 from fnnet.functions import log_softmax, softmax
 from fnnet.functions import sigmoid as _sigmoid
 
@@ -95,6 +102,7 @@ sigmoid = Layer(_sigmoid_forward, _sigmoid_backward)
 def _affine_forward(params, x):
     require_keys("affine.forward", params, ("W", "b"))
     x = jnp.asarray(x)
+    require_nonempty("affine.forward", "x", x)
     require_features("affine.forward", x, params["W"])
     if shape_of(params["b"]) != shape_of(params["W"])[1:]:
         raise ValueError(
@@ -121,6 +129,7 @@ affine = Layer(_affine_forward, _affine_backward)
 def _softmax_with_loss_forward(params, x, t):
     x, t = jnp.asarray(x), jnp.asarray(t)
     require_ndim("softmax_with_loss.forward", "x", x, (2,))
+    require_nonempty("softmax_with_loss.forward", "x", x)
     check_targets("softmax_with_loss.forward", t, x.shape[0], x.shape[1])
     if t.shape == x.shape:
         t1 = t.astype(x.dtype)

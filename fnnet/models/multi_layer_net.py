@@ -6,8 +6,12 @@ params = {'W1', 'b1', ..., 'WL', 'bL'} (L = len(hidden_size_list) + 1), plus 'ga
 'gamma(L-1)', 'beta(L-1)' with Batch Norm. state = {'running_mean1', 'running_var1', ...} with
 Batch Norm, {} without. Whether Batch Norm is on is read from params ('gamma1' present); the
 activation and dropout settings are keyword arguments (`**config`) of each function, as they
-hold no arrays. Weight decay adds 0.5*lambda*sum(W**2) over W1..WL to the loss and lambda*W to
-their gradients. `t` may be integer labels (N,) or one-hot (N, out).
+hold no arrays. The book's functions take `weight_decay_lambda`: it adds
+fnnet.regularization.l2_penalty (0.5*lambda*sum(W**2) over W1..WL) to the loss and applies
+fnnet.regularization.weight_decay (lambda*W) to their gradients. `model(...)` has no weight
+decay of its own: a training run adds it to the optimizer,
+`optimizers.chain(opt, regularization.weight_decay(lam))`. `t` may be integer labels (N,) or
+one-hot (N, out).
 
 Every function taking `train` returns the model state next to its result: in training mode
 Batch Norm uses batch statistics and returns updated running statistics; in inference mode
@@ -25,6 +29,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from fnnet import gradient as _gradient
+from fnnet import regularization
 from fnnet._checks import check_targets, require_features, require_keys, shape_of
 from fnnet.init import weight_std
 from fnnet.layers import affine, relu, sigmoid, softmax_with_loss
@@ -151,10 +156,6 @@ def predict(params, state, x, train=False, key=None, *, activation="relu", use_d
     return y, new_state
 
 
-def _decay(params, n, lam):
-    return 0.5 * lam * sum(jnp.sum(params[f"W{i}"] ** 2) for i in range(1, n + 1))
-
-
 def loss(params, state, x, t, weight_decay_lambda=0.0, train=False, key=None, *, activation="relu",
          use_dropout=False, dropout_ratio=0.5):
     """(cross-entropy + 0.5*lambda*sum(W**2), new state)."""
@@ -164,7 +165,7 @@ def loss(params, state, x, t, weight_decay_lambda=0.0, train=False, key=None, *,
     t = jnp.asarray(t)
     check_targets(fn, t, x.shape[0], shape_of(params[f"W{n}"])[1])
     y, _, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
-    value = softmax_with_loss.forward({}, y, t)[0] + _decay(params, n, weight_decay_lambda)
+    value = softmax_with_loss.forward({}, y, t)[0] + regularization.l2_penalty(params, weight_decay_lambda)
     return value, new_state
 
 
@@ -181,7 +182,8 @@ def accuracy(params, state, x, t, *, activation="relu", use_dropout=False, dropo
 
 def loss_and_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, key=None, *,
                       activation="relu", use_dropout=False, dropout_ratio=0.5):
-    """(loss, grads with the keys of params, new state) by hand-written backprop."""
+    """(loss, grads with the keys of params, new state) by hand-written backprop; the weight-decay
+    term and its gradient come from fnnet.regularization."""
     fn = "multi_layer_net.gradient"
     _check_lambda(fn, weight_decay_lambda)
     x, n, bn = _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio)
@@ -190,12 +192,12 @@ def loss_and_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, 
     y, (caches, c_last), new_state = _forward(params, state, x, train, key, activation, use_dropout,
                                               dropout_ratio, n, bn)
     value, c_loss = softmax_with_loss.forward({}, y, t)
-    value = value + _decay(params, n, weight_decay_lambda)
+    value = value + regularization.l2_penalty(params, weight_decay_lambda)
     act = ACTIVATIONS[activation]
     grads = {}
     dy, _ = softmax_with_loss.backward(c_loss, 1.0)
     dh, g = affine.backward(c_last, dy)
-    grads[f"W{n}"], grads[f"b{n}"] = g["W"] + weight_decay_lambda * params[f"W{n}"], g["b"]
+    grads[f"W{n}"], grads[f"b{n}"] = g["W"], g["b"]
     for i in range(n - 1, 0, -1):
         c_aff, c_bn, c_act, c_drop = caches[i - 1]
         if use_dropout:
@@ -205,8 +207,9 @@ def loss_and_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, 
             dh, g_bn = batch_norm.backward(c_bn, dh)
             grads[f"gamma{i}"], grads[f"beta{i}"] = g_bn["gamma"], g_bn["beta"]
         dh, g = affine.backward(c_aff, dh)
-        grads[f"W{i}"], grads[f"b{i}"] = g["W"] + weight_decay_lambda * params[f"W{i}"], g["b"]
-    return value, {k: grads[k] for k in params}, new_state
+        grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
+    grads = regularization.weight_decay(weight_decay_lambda)({k: grads[k] for k in params}, params)
+    return value, grads, new_state
 
 
 def gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, key=None, **config):
@@ -228,12 +231,20 @@ def numerical_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True,
 
 def model(input_shape, output_size, *, hidden_size_list=(100, 100, 100, 100, 100), activation="relu",
           weight_init_std="relu", use_batchnorm=False, use_dropout=False, dropout_ratio=0.5,
-          weight_decay_lambda=0.0) -> Model:
-    """The uniform `Model` view used by fnnet.training and the CLI (x is flattened per sample)."""
+          **unknown) -> Model:
+    """The uniform `Model` view used by fnnet.training and the CLI (x is flattened per sample).
+
+    Its loss is the data loss alone: weight decay belongs to the optimizer,
+    `optimizers.chain(opt, regularization.weight_decay(lam))`."""
+    fn = "multi_layer_net.model"
+    if "weight_decay_lambda" in unknown:
+        raise TypeError(f"{fn}: weight_decay_lambda is not a model setting; add weight decay to the "
+                        f"optimizer with optimizers.chain(opt, fnnet.regularization.weight_decay(lam))")
+    if unknown:
+        raise TypeError(f"{fn}: unexpected keyword argument(s) {', '.join(sorted(unknown))}")
     input_size = math.prod(input_shape)
     config = {"activation": activation, "use_dropout": use_dropout, "dropout_ratio": dropout_ratio}
-    _check_config("multi_layer_net.model", **config)
-    _check_lambda("multi_layer_net.model", weight_decay_lambda)
+    _check_config(fn, **config)
     hidden = tuple(hidden_size_list)
 
     def init_(key):
@@ -244,7 +255,6 @@ def model(input_shape, output_size, *, hidden_size_list=(100, 100, 100, 100, 100
         return predict(params, state, x.reshape(x.shape[0], -1), train, key, **config)
 
     def loss_and_grad(params, state, x, t, key=None):
-        return loss_and_gradient(params, state, x.reshape(x.shape[0], -1), t, weight_decay_lambda, True, key,
-                                 **config)
+        return loss_and_gradient(params, state, x.reshape(x.shape[0], -1), t, 0.0, True, key, **config)
 
     return Model(init_, apply, loss_and_grad, (input_size,))

@@ -1,0 +1,108 @@
+"""A run's folder: checked before training, never mixing two runs, and the files it ends with.
+
+    out_dir/checkpoint-NNNN.ckpt   the last two epochs (see `fnnet.training.checkpoint`)
+    out_dir/metrics.json           settings, the run's description, history, final accuracies
+    out_dir/curves.png             loss per iteration, accuracies per epoch
+    out_dir/params.npz             the trained parameters (state.npz: running statistics, if any)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+
+from fnnet.io import atomic_write, load_params, remove_stale_temporaries, save_params, temp_file
+from fnnet.training.checkpoint import checkpoints, load_checkpoint, load_tree, restore_leaves, save_tree
+
+__all__ = ["RunFolderError", "prepare_run_dir", "write_outputs", "load_run_params", "RUN_FILES"]
+
+RUN_FILES = ("metrics.json", "curves.png", "params.npz", "state.npz")
+
+
+class RunFolderError(OSError):
+    """An output folder that cannot take this run: not a folder, not writable, or holding another run."""
+
+
+def prepare_run_dir(fn, out_dir, *, resume: bool, overwrite: bool) -> None:
+    """Make `out_dir` ready before any training: it must be a writable folder; leftovers of
+    killed writers are removed; a folder holding a run is refused unless `resume` (continue it)
+    or `overwrite` (its files are deleted now, so the folder never mixes two runs)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunFolderError(f"{fn}: the output folder {out_dir} is a file, not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = temp_file(out_dir, "write-test")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunFolderError(f"{fn}: cannot write to the output folder {out_dir}: {e.strerror or e}") \
+            from None
+    remove_stale_temporaries(out_dir)
+    found = checkpoints(out_dir) + [
+        os.path.join(out_dir, f) for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))
+    ]
+    if not found or resume:
+        return
+    if not overwrite:
+        names = ", ".join(sorted(os.path.basename(p) for p in found)[:4])
+        raise RunFolderError(
+            f"{fn}: {out_dir} already holds a run ({names}); pass --resume to continue it or "
+            "--overwrite to replace it (resume=True / overwrite=True in Python), or choose another --out"
+        )
+    for p in found:
+        os.unlink(p)
+
+
+def write_outputs(out_dir, params, state, history, settings) -> None:
+    """metrics.json (always), and with `params` the final params.npz, state.npz and curves.png."""
+    from fnnet.plots import plot_curves
+
+    metrics = dict(settings)
+    metrics.update(
+        {
+            "epochs_done": len(history["test_acc"]),
+            "iterations": len(history["loss"]),
+            "final_train_acc": history["train_acc"][-1] if history["train_acc"] else None,
+            "final_test_acc": history["test_acc"][-1] if history["test_acc"] else None,
+            "history": history,
+        }
+    )
+    data = json.dumps(metrics, indent=1).encode()
+    atomic_write(os.path.join(out_dir, "metrics.json"), lambda f: f.write(data))
+    if params is not None:
+        save_params(params, os.path.join(out_dir, "params.npz"))
+        if jax.tree_util.tree_leaves(state):
+            save_tree(state, os.path.join(out_dir, "state.npz"))
+        plot_curves(history, os.path.join(out_dir, "curves.png"))
+
+
+def load_run_params(fn, path, params, state):
+    """Trained (params, state) for a model whose freshly initialised (params, state) are given:
+    from a .ckpt checkpoint, or from params.npz / the book's .pkl (with state.npz beside it when
+    the model has running statistics). Shapes must match; raises ValueError naming what differs."""
+    path = os.fspath(path)
+    if path.endswith(".ckpt"):
+        ck = load_checkpoint(path)
+        return (restore_leaves(fn, path, "params", params, ck["params"]),
+                restore_leaves(fn, path, "model state", state, ck["state"]))
+    loaded = load_params(path)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{fn}: {path} holds a {type(loaded).__name__}, not a dict of named arrays")
+    missing, extra = sorted(set(params) - set(loaded)), sorted(set(loaded) - set(params))
+    if missing or extra:
+        raise ValueError(f"{fn}: {path} does not fit the model: missing {missing}, unexpected {extra}")
+    for k, v in loaded.items():
+        if tuple(v.shape) != tuple(params[k].shape):
+            raise ValueError(
+                f"{fn}: {path}: {k} has shape {tuple(v.shape)} but the model needs {tuple(params[k].shape)}"
+            )
+    params = {k: jnp.asarray(v, params[k].dtype) for k, v in loaded.items()}
+    if jax.tree_util.tree_leaves(state):
+        state_path = os.path.join(os.path.dirname(path), "state.npz")
+        if not os.path.exists(state_path):
+            raise ValueError(f"{fn}: the model needs its running statistics: {state_path} is missing")
+        state = load_tree(state_path, state)
+    return params, state
