@@ -18,6 +18,14 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def as_float(x):
+    """x as a JAX array, integers and bools promoted to JAX's default float (floats kept as they are)."""
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
+
+
 def shape_of(x) -> tuple:
     return tuple(np.shape(x))
 

@@ -10,17 +10,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fnnet._checks import check_targets, require_nonempty, shape_of
+from fnnet._checks import as_float, check_targets, require_nonempty, shape_of
 
 __all__ = [
     "step_function", "sigmoid", "relu", "tanh", "identity_function", "softmax", "log_softmax",
     "mean_squared_error", "cross_entropy_error", "softmax_cross_entropy", "to_one_hot",
 ]
-
-
-def _float(x):
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
 
 
 def step_function(x):
@@ -30,7 +25,7 @@ def step_function(x):
 
 def sigmoid(x):
     """1 / (1 + exp(-x)), elementwise; stable for large |x|."""
-    return jax.nn.sigmoid(_float(x))
+    return jax.nn.sigmoid(as_float(x))
 
 
 def relu(x):
@@ -40,7 +35,7 @@ def relu(x):
 
 def tanh(x):
     """Hyperbolic tangent, elementwise."""
-    return jnp.tanh(_float(x))
+    return jnp.tanh(as_float(x))
 
 
 def identity_function(x):
@@ -50,21 +45,21 @@ def identity_function(x):
 
 def softmax(x):
     """Softmax over the last axis (1-D or batched); subtracts the max so large inputs stay finite."""
-    x = _float(x)
+    x = as_float(x)
     e = jnp.exp(x - jnp.max(x, axis=-1, keepdims=True))
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
 
 def log_softmax(x):
     """log(softmax(x)) over the last axis, computed without forming softmax."""
-    x = _float(x)
+    x = as_float(x)
     shifted = x - jnp.max(x, axis=-1, keepdims=True)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
 def mean_squared_error(y, t):
     """0.5 * sum((y - t)^2), the book's definition (summed, not averaged); y and t of one shape."""
-    y, t = _float(y), jnp.asarray(t)
+    y, t = as_float(y), jnp.asarray(t)
     if y.shape != t.shape:
         raise ValueError(f"mean_squared_error: y shape {y.shape} and t shape {t.shape} differ")
     return 0.5 * jnp.sum((y - t) ** 2)
@@ -77,7 +72,7 @@ def to_one_hot(t, classes: int, dtype=jnp.float32):
 
 def _as_batch(fn, y, t):
     """(y, t) as (N, C) scores and (N, C) targets; one sample (C,) becomes a batch of 1."""
-    y, t = _float(y), jnp.asarray(t)
+    y, t = as_float(y), jnp.asarray(t)
     if y.ndim not in (1, 2):
         raise ValueError(f"{fn}: y must be 1-D (classes,) or 2-D (N, classes), got shape {shape_of(y)}")
     if y.ndim == 1:

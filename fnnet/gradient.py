@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from fnnet._checks import as_float
+
 __all__ = ["numerical_diff", "numerical_gradient", "gradient_descent"]
 
 H = 1e-4
@@ -48,13 +50,6 @@ def numerical_diff(f, x, h: float = H):
         return float(d) if host else d
 
 
-def _as_float(leaf):
-    leaf = jnp.asarray(leaf)
-    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-        leaf = leaf.astype(jnp.result_type(float))
-    return leaf
-
-
 def numerical_gradient(f, x, h: float = H):
     """Gradient of scalar `f` at `x` (array or pytree of arrays) by central differences.
 
@@ -63,7 +58,7 @@ def numerical_gradient(f, x, h: float = H):
     leaves, treedef = jax.tree_util.tree_flatten(x)
     host, precision = _host_precision(leaves)
     with precision:
-        leaves = [_as_float(leaf) for leaf in leaves]
+        leaves = [as_float(leaf) for leaf in leaves]
         try:
             grads = [_leaf_gradient(f, leaves, treedef, i, h) for i in range(len(leaves))]
         except _UNTRACEABLE:
@@ -122,7 +117,7 @@ def gradient_descent(f, init_x, lr: float = 0.01, step_num: int = 100, return_hi
     """
     host, precision = _host_precision([init_x])
     with precision:
-        x = _as_float(init_x)
+        x = as_float(init_x)
         step = jax.jit(lambda x: x - lr * numerical_gradient(f, x))
         history = []
         for _ in range(step_num):

@@ -22,6 +22,7 @@ import numpy as np
 
 from fnnet.datasets import load_mnist
 from fnnet.io import load_params, save_json
+from fnnet.layers import conv_fast
 from fnnet.models import deep_convnet, simple_convnet
 
 
@@ -50,10 +51,18 @@ def main(argv=None):
     simple = load_params(os.path.join(args.weights_dir, "params.pkl"))
     deep = load_params(os.path.join(args.weights_dir, "deep_convnet_params.pkl"))
     res = {}
+    fast = conv_fast.resolve()  # the fast layout of this platform, chosen once
+
+    def simple_predict(p, xb):
+        return simple_convnet.predict(p, xb, conv_impl=fast)
+
+    def deep_predict(p, xb):
+        return deep_convnet.predict(p, xb, conv_impl=fast)
+
     for name, dtype in (("float32", jnp.float32), ("float16", jnp.float16), ("bfloat16", jnp.bfloat16)):
-        res[f"simple_convnet_{name}"] = accuracy(simple_convnet.predict, simple, x, t, dtype)
+        res[f"simple_convnet_{name}"] = accuracy(simple_predict, simple, x, t, dtype)
         print(f"SimpleConvNet (params.pkl) {name}: {res[f'simple_convnet_{name}']:.4f}", flush=True)
-    res["deep_convnet_float32"] = accuracy(deep_convnet.predict, deep, x, t)
+    res["deep_convnet_float32"] = accuracy(deep_predict, deep, x, t)
     print(f"DeepConvNet (deep_convnet_params.pkl) float32: {res['deep_convnet_float32']:.4f}")
     os.makedirs(args.out, exist_ok=True)
     save_json(res, os.path.join(args.out, "book_weights.json"))

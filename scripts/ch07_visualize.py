@@ -15,6 +15,7 @@ MNIST comes from --data-dir or $FNNET_DATA_DIR.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from fnnet.datasets import load_mnist
 from fnnet.io import load_params, save_json
-from fnnet.layers import convolution, relu
+from fnnet.layers import conv_fast, convolution, relu
 from fnnet.models import simple_convnet
 from fnnet.plots import save_figure
 
@@ -94,7 +95,7 @@ def plot_responses(params, image, path, stride=1, pad=0):
 
 def accuracy(params, x, t, dtype, batch_size=1000):
     p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-    predict = jax.jit(simple_convnet.predict)
+    predict = jax.jit(functools.partial(simple_convnet.predict, conv_impl=conv_fast.resolve()))
     preds = [np.asarray(predict(p, jnp.asarray(x[i : i + batch_size], dtype)).astype(jnp.float32)).argmax(1)
              for i in tqdm(range(0, len(x), batch_size), desc=jnp.dtype(dtype).name, leave=False)]
     pred = np.concatenate(preds)

@@ -10,9 +10,14 @@ import pytest
 from gradcheck import record, rel_error
 
 from fnnet.augment import affine_warp, augment, make_augment
+from fnnet.layers import ConvImpl
 from fnnet.models import deep_convnet, get_model, simple_convnet
 
 SMALL_CP = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
+# The convolution's paths: the book's im2col, the fast layout whole, and in chunks of one image.
+FAST, CHUNKED = ConvImpl("fast"), ConvImpl("fast", chunk_bytes=1)
+IMPLS = [pytest.param(ConvImpl(), id="reference"), pytest.param(FAST, id="fast"),
+         pytest.param(CHUNKED, id="chunked")]
 # Compiled once for the module: compiling DeepConvNet dominates these tests' time.
 DEEP_PREDICT = jax.jit(deep_convnet.predict, static_argnames="train")
 
@@ -71,29 +76,32 @@ def test_deep_convnet_shapes_he_init_and_reference_forward_with_dropout_scaling(
 # ----------------------------------------------------------------------------- gradients
 
 
-def test_simple_convnet_gradient_matches_jax_grad_and_numerical():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_simple_convnet_gradient_matches_jax_grad_and_numerical(impl):
     x, t = _batch((1, 6, 8), 2, 4)
     kw = dict(input_dim=(1, 6, 8), conv_param=SMALL_CP, hidden_size=5, output_size=4, weight_init_std=0.3)
     params = simple_convnet.init(jax.random.PRNGKey(1), **kw)
-    g = simple_convnet.gradient(params, x, t, conv_param=SMALL_CP)
-    ref = jax.grad(simple_convnet.loss)(params, x, t, conv_param=SMALL_CP)
+    cfg = dict(conv_param=SMALL_CP, conv_impl=impl)
+    g = simple_convnet.gradient(params, x, t, **cfg)
+    ref = jax.grad(simple_convnet.loss)(params, x, t, **cfg)
     assert rel_error(g, ref) < 1e-5
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
         x64 = x.astype(jnp.float64)
-        g64 = simple_convnet.gradient(p64, x64, t, conv_param=SMALL_CP)
-        num = simple_convnet.numerical_gradient(p64, x64, t, conv_param=SMALL_CP)
+        g64 = simple_convnet.gradient(p64, x64, t, **cfg)
+        num = simple_convnet.numerical_gradient(p64, x64, t, **cfg)
         err_num = rel_error(g64, num)
         assert err_num < 1e-7
     record(rel_error(g, ref), err_num)
 
 
-def test_simple_convnet_gradient_with_stride_2_and_pad():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_simple_convnet_gradient_with_stride_2_and_pad(impl):
     cp = {"filter_num": 4, "filter_size": 4, "pad": 2, "stride": 2}
     params = simple_convnet.init(jax.random.PRNGKey(2), (2, 10, 10), cp, 6, 3, 0.3)
     x, t = _batch((2, 10, 10), 3, 3)
-    g = simple_convnet.gradient(params, x, t, conv_param=cp)
-    assert rel_error(g, jax.grad(simple_convnet.loss)(params, x, t, conv_param=cp)) < 1e-5
+    g = simple_convnet.gradient(params, x, t, conv_param=cp, conv_impl=impl)
+    assert rel_error(g, jax.grad(simple_convnet.loss)(params, x, t, conv_param=cp, conv_impl=impl)) < 1e-5
 
 
 @pytest.mark.slow
@@ -133,22 +141,24 @@ def test_deep_convnet_gradient_matches_jax_grad_with_dropout():
     assert rel_error(g, g2) > 1e-3
 
 
-def test_deep_convnet_gradient_with_batch_chunks(monkeypatch):
+def test_deep_convnet_gradient_with_batch_chunks():
     """The convolution kernel's chunked path (used for large layers) inside the whole model: the
-    same loss and gradient as the unchunked path, and jax.grad agrees."""
-    import fnnet.layers.conv as conv_module
-
+    same loss and gradient as the unchunked path and the reference path, and jax.grad agrees."""
     params = _deep_params()
     x, t = _batch((1, 28, 28), 4, 10)
     key = jax.random.PRNGKey(7)
-    ref_value, ref = jax.jit(lambda p: deep_convnet.loss_and_gradient(p, x, t, key))(params)
-    monkeypatch.setattr(conv_module, "UNCHUNKED_BYTES", 0)
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one image per chunk (a fresh trace)
-    monkeypatch.setattr(conv_module, "CHUNKED_PLATFORMS", (jax.default_backend(),))
-    value, g = jax.jit(lambda p: deep_convnet.loss_and_gradient(p, x, t, key))(params)
+
+    def loss_and_gradient(impl):
+        return jax.jit(lambda p: deep_convnet.loss_and_gradient(p, x, t, key, conv_impl=impl))(params)
+
+    ref_value, ref = loss_and_gradient(FAST)
+    value, g = loss_and_gradient(CHUNKED)  # one image per chunk
     assert abs(float(value - ref_value)) < 1e-5
     assert rel_error(g, ref) < 1e-5
-    ad = jax.jit(jax.grad(lambda p: deep_convnet.loss(p, x, t, True, key)))(params)
+    book_value, book = loss_and_gradient(ConvImpl())
+    assert abs(float(book_value - ref_value)) < 1e-5
+    assert rel_error(book, ref) < 1e-5
+    ad = jax.jit(jax.grad(lambda p: deep_convnet.loss(p, x, t, True, key, conv_impl=CHUNKED)))(params)
     assert rel_error(g, ad) < 1e-5
 
 
@@ -204,6 +214,23 @@ def test_models_through_get_model_train_a_step_on_mnist_and_digits_shapes():
         loss, grads, state = jax.jit(m.loss_and_grad)(params, state, x, t, jax.random.PRNGKey(1))
         assert np.isfinite(float(loss))
         chex.assert_trees_all_equal_shapes(grads, params)
+
+
+def test_model_resolves_the_convolution_once_at_build():
+    """`conv_impl` is resolved when the Model is built (a bad one fails there, before any trace);
+    every choice trains the same step."""
+    with pytest.raises(ValueError, match="resolve: conv_impl must be None, 'fast', 'reference'"):
+        get_model("simple_convnet", (1, 8, 8), 10, conv_impl="nhwc")
+    with pytest.raises(ValueError, match="resolve: conv_impl must be"):
+        get_model("deep_convnet", (1, 28, 28), 10, conv_impl=4 << 20)
+    x, t = _batch((1, 8, 8), 4, 10)
+    results = []
+    for conv_impl in (None, "reference", "fast", CHUNKED):
+        m = get_model("simple_convnet", (1, 8, 8), 10, conv_impl=conv_impl, weight_init_std=0.3)
+        params, state = m.init(jax.random.PRNGKey(0))
+        results.append(jax.jit(m.loss_and_grad)(params, state, x.reshape(4, -1), t)[:2])
+    for r in results[1:]:
+        chex.assert_trees_all_close(r, results[0], rtol=1e-5, atol=1e-6)
 
 
 def test_model_geometry_errors_are_clear():

@@ -8,8 +8,9 @@ travel in the cache's tree structure (`ConvCache`, `PoolCache`), so a cache cros
 `jax.jit` boundary and `backward(cache, dy)` needs nothing else.
 
 Both `im2col` and `col2im` are built from FH * FW strided slices (gather) and strided
-`.at[].add` (scatter) on a padded array. The convolution layer computes the same products
-on the transpose of that matrix (see `convolution`).
+`.at[].add` (scatter) on a padded array, as the book's loops. They are the convolution's
+reference path; its fast layouts, chosen by the static argument `impl`, are in
+`fnnet.layers.conv_fast`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet._checks import require_images, require_keys, require_ndim, shape_of
+from fnnet.layers import conv_fast
 from fnnet.layers.core import Layer
 
 __all__ = ["im2col", "col2im", "conv_output_size", "convolution", "pooling", "ConvCache", "PoolCache"]
@@ -136,30 +138,13 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
 # Convolution
 
 
-# The convolution kernel computes the im2col products in one of two layouts, chosen by size (both
-# measured in benchmarks/RESULTS.md):
-# - small layers (the whole batch's matrix within UNCHUNKED_BYTES): col is the book's im2col matrix
-#   with its columns permuted to (FH, FW, C), gathered from an NHWC copy of x, and cached;
-# - large layers: a matrix larger than the processor's caches makes every product wait on memory,
-#   so the batch runs in chunks of about CHUNK_BYTES (`lax.map` forward, `lax.scan` backward), each
-#   as colT = im2col(x_chunk).T, (C*FH*FW, m*OH*OW), gathered from a (C, N, H, W) copy so that every
-#   tap is one contiguous block: out = W_row @ colT, dW = dout_row @ colT.T, dcolT = W_row.T @ dout_row
-#   with W_row = W.reshape(FN, C*FH*FW). The cache keeps x; the backward rebuilds each chunk's colT.
-# Chunks are a CPU-cache measure: on a GPU they serialise work that the device runs best in one
-# piece (DeepConvNet's step ran twice as fast unchunked on an H200), so only the platforms in
-# CHUNKED_PLATFORMS (JAX's default backend when the layer is traced) use them.
-
-CHUNK_BYTES = 4 << 20  # per chunk of colT, in bytes
-UNCHUNKED_BYTES = 8 << 20  # a col up to this size is built once for the whole batch and cached
-CHUNKED_PLATFORMS = ("cpu",)
-
-
 @dataclasses.dataclass(frozen=True)
 class ConvCache:
-    """Convolution cache: arrays as leaves, static geometry in the tree structure.
+    """Convolution cache: arrays as leaves, static geometry and layout in the tree structure.
 
-    `data` is col (N*OH*OW, FH*FW*C) when chunk == 0, else the input x (N, C, H, W), whose
-    colT is rebuilt `chunk` images at a time in the backward pass."""
+    `data` is the book's col (N*OH*OW, C*FH*FW) for the reference layout; for the fast layout
+    it is what `conv_fast.forward` keeps: its col (N*OH*OW, FH*FW*C) when chunk == 0, else the
+    input x (N, C, H, W), rebuilt into colT `chunk` images at a time in the backward pass."""
 
     data: jax.Array
     W: jax.Array  # (FN, C, FH, FW)
@@ -167,78 +152,20 @@ class ConvCache:
     w: int = dataclasses.field(metadata=dict(static=True))
     stride: int = dataclasses.field(metadata=dict(static=True))
     pad: int = dataclasses.field(metadata=dict(static=True))
+    layout: str = dataclasses.field(metadata=dict(static=True))
     chunk: int = dataclasses.field(metadata=dict(static=True))
 
 
 jax.tree_util.register_dataclass(
-    ConvCache, data_fields=["data", "W"], meta_fields=["h", "w", "stride", "pad", "chunk"]
+    ConvCache, data_fields=["data", "W"], meta_fields=["h", "w", "stride", "pad", "layout", "chunk"]
 )
 
 
-def _colT(x, fh, fw, stride, pad, oh, ow):
-    """im2col(x).T for x (N, C, H, W): (C*FH*FW, N*OH*OW), gathered tap by tap from a (C, N, H, W) copy."""
-    n, c = x.shape[:2]
-    xc = x.transpose(1, 0, 2, 3)
-    if pad:
-        xc = jnp.pad(xc, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
-    taps = [xc[:, :, i : i + hi : stride, j : j + wi : stride] for i in range(fh) for j in range(fw)]
-    return jnp.stack(taps, axis=1).reshape(c * fh * fw, n * oh * ow)
-
-
-def _add_taps(tap, fh, fw, stride, pad, axes):
-    """Adjoint of gathering the fh*fw strided taps: each tap's block `tap(i, j)` is placed back
-    on the input grid with an interior-padded `lax.pad` along the two spatial `axes` (negative edge
-    padding drops what fell on the zero border), and the placed blocks are summed."""
-    img = None
-    for i in range(fh):
-        for j in range(fw):
-            block = tap(i, j)
-            cfg = [(0, 0, 0)] * block.ndim
-            cfg[axes[0]] = (i - pad, fh - 1 - i - pad, stride - 1)
-            cfg[axes[1]] = (j - pad, fw - 1 - j - pad, stride - 1)
-            part = jax.lax.pad(block, jnp.zeros((), block.dtype), cfg)
-            img = part if img is None else img + part
-    return img
-
-
-def _col2imT(dcolT, x_shape, fh, fw, stride, pad, oh, ow):
-    """Adjoint of `_colT`: (C*FH*FW, N*OH*OW) -> (N, C, H, W)."""
-    n, c = x_shape[:2]
-    d = dcolT.reshape(c, fh, fw, n, oh, ow)
-    return _add_taps(lambda i, j: d[:, i, j], fh, fw, stride, pad, (2, 3)).transpose(1, 0, 2, 3)
-
-
-def _col_nhwc(x, fh, fw, stride, pad, oh, ow):
-    """im2col of x (N, C, H, W) with the columns in (FH, FW, C) order: the book's matrix with its
-    columns permuted, gathered from an NHWC copy so that every tap is a contiguous block."""
-    n = x.shape[0]
-    xh = jnp.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    hi, wi = stride * (oh - 1) + 1, stride * (ow - 1) + 1
-    taps = [xh[:, i : i + hi : stride, j : j + wi : stride, :] for i in range(fh) for j in range(fw)]
-    return jnp.concatenate(taps, axis=-1).reshape(n * oh * ow, -1)
-
-
-def _col2im_nhwc(dcol, input_shape, fh, fw, stride, pad, oh, ow):
-    """Adjoint of `_col_nhwc`: (N*OH*OW, FH*FW*C) -> (N, C, H, W)."""
-    n, c = input_shape[:2]
-    d = dcol.reshape(n, oh, ow, fh, fw, c)
-    img = _add_taps(lambda i, j: d[:, :, :, i, j, :], fh, fw, stride, pad, (1, 2))
-    return img.transpose(0, 3, 1, 2)
-
-
-def _chunk_size(n, col_bytes):
-    """0 (no chunks) for a small col or off the CPU, else the largest divisor of n whose colT fits
-    CHUNK_BYTES."""
-    if col_bytes <= UNCHUNKED_BYTES or jax.default_backend() not in CHUNKED_PLATFORMS:
-        return 0
-    per_image = col_bytes // n
-    return max(d for d in range(1, n + 1) if n % d == 0 and d * per_image <= max(CHUNK_BYTES, per_image))
-
-
-def _conv_forward(params, x, stride=1, pad=0):
+def _conv_forward(params, x, stride=1, pad=0, impl=conv_fast.REFERENCE):
     fn = "convolution.forward"
     require_keys(fn, params, ("W", "b"))
+    if not isinstance(impl, conv_fast.ConvImpl):
+        raise TypeError(f"{fn}: impl must be a ConvImpl (see fnnet.layers.conv_fast.resolve), got {impl!r}")
     x = jnp.asarray(x)
     W, b = params["W"], params["b"]
     require_images(fn, x, W)
@@ -249,54 +176,35 @@ def _conv_forward(params, x, stride=1, pad=0):
         )
     fh, fw, stride, pad, oh, ow = _check_geometry(fn, x, fh, fw, stride, pad)
     n, _, h, w = x.shape
-    m = _chunk_size(n, c * fh * fw * n * oh * ow * x.dtype.itemsize)
-    if m == 0:
-        col = _col_nhwc(x, fh, fw, stride, pad, oh, ow)
-        w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)  # (FH*FW*C, FN), rows matching col's columns
-        out = (col @ w_col + b).reshape(n, oh, ow, fnum).transpose(0, 3, 1, 2)
-        return out, ConvCache(col, W, h, w, stride, pad, 0)
-
-    w_row = W.reshape(fnum, -1)
-
-    def one_chunk(xb):
-        return (w_row @ _colT(xb, fh, fw, stride, pad, oh, ow)).reshape(fnum, m, oh, ow)
-
-    outs = jax.lax.map(one_chunk, x.reshape(n // m, m, c, h, w))  # (n/m, FN, m, OH, OW)
-    out = outs.transpose(0, 2, 1, 3, 4).reshape(n, fnum, oh, ow)
-    return out + b[:, None, None], ConvCache(x, W, h, w, stride, pad, m)
+    if impl.layout == "reference":
+        col = im2col(x, fh, fw, stride, pad)  # (N*OH*OW, C*FH*FW)
+        out = (col @ W.reshape(fnum, -1).T + b).reshape(n, oh, ow, fnum).transpose(0, 3, 1, 2)
+        return out, ConvCache(col, W, h, w, stride, pad, impl.layout, 0)
+    m = conv_fast.chunk_size(impl, n, c * fh * fw * n * oh * ow * x.dtype.itemsize)
+    out, data = conv_fast.forward(x, W, b, stride, pad, oh, ow, m)
+    return out, ConvCache(data, W, h, w, stride, pad, impl.layout, m)
 
 
 def _conv_backward(cache, dout):
-    W, m, s, p = cache.W, cache.chunk, cache.stride, cache.pad
+    W, s, p = cache.W, cache.stride, cache.pad
     fnum, c, fh, fw = W.shape
-    n, _, oh, ow = dout.shape
+    n = dout.shape[0]
     db = jnp.sum(dout, axis=(0, 2, 3))
-    if m == 0:
-        col = cache.data
+    if cache.layout == "reference":
         dout2 = dout.transpose(0, 2, 3, 1).reshape(-1, fnum)  # (N*OH*OW, FN)
-        w_col = W.transpose(2, 3, 1, 0).reshape(-1, fnum)
-        dW = (col.T @ dout2).reshape(fh, fw, c, fnum).transpose(3, 2, 0, 1)
-        dx = _col2im_nhwc(dout2 @ w_col.T, (n, c, cache.h, cache.w), fh, fw, s, p, oh, ow)
+        dW = (cache.data.T @ dout2).T.reshape(W.shape)
+        dx = col2im(dout2 @ W.reshape(fnum, -1), (n, c, cache.h, cache.w), fh, fw, s, p)
         return dx, {"W": dW, "b": db}
-
-    w_row = W.reshape(fnum, -1)
-
-    def chunk_step(dW, chunk):
-        xb, d = chunk
-        d_row = d.transpose(1, 0, 2, 3).reshape(fnum, -1)  # (FN, m*OH*OW)
-        dx = _col2imT(w_row.T @ d_row, xb.shape, fh, fw, s, p, oh, ow)
-        return dW + d_row @ _colT(xb, fh, fw, s, p, oh, ow).T, dx
-
-    chunks = (cache.data.reshape(n // m, m, c, cache.h, cache.w), dout.reshape(n // m, m, fnum, oh, ow))
-    dW, dxs = jax.lax.scan(chunk_step, jnp.zeros_like(w_row), chunks)
-    return dxs.reshape(n, c, cache.h, cache.w), {"W": dW.reshape(W.shape), "b": db}
+    dx, dW = conv_fast.backward(cache.data, W, dout, (n, c, cache.h, cache.w), s, p, cache.chunk)
+    return dx, {"W": dW, "b": db}
 
 
 convolution = Layer(_conv_forward, _conv_backward)
-"""out = im2col(x) @ W_col + b, reshaped to (N, FN, OH, OW). params {'W': (FN, C, FH, FW),
-'b': (FN,)}; forward(params, x, stride=1, pad=0). Backward: dW = col.T @ dout, db = sum(dout),
-dx = col2im(dout @ W_col.T), written by hand (see the comment above for the two layouts and the
-batch chunks of large layers). Inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
+"""out = im2col(x) @ W_col + b, reshaped to (N, FN, OH, OW), with W_col = W.reshape(FN, -1).T.
+params {'W': (FN, C, FH, FW), 'b': (FN,)}; forward(params, x, stride=1, pad=0, impl=REFERENCE).
+Backward: dW = col.T @ dout, db = sum(dout), dx = col2im(dout @ W_col.T), written by hand.
+`impl` (a static `conv_fast.ConvImpl`) says how: the book's im2col / col2im (the default), or the
+fast layouts of `fnnet.layers.conv_fast`. Inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
 
 
 # ---------------------------------------------------------------------------------------------

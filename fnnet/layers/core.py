@@ -27,7 +27,7 @@ from fnnet._checks import (
     require_nonempty,
     shape_of,
 )
-from fnnet.functions import log_softmax, softmax
+from fnnet.functions import log_softmax, softmax, to_one_hot
 from fnnet.functions import sigmoid as _sigmoid
 
 __all__ = ["Layer", "mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss"]
@@ -134,7 +134,7 @@ def _softmax_with_loss_forward(params, x, t):
     if t.shape == x.shape:
         t1 = t.astype(x.dtype)
     else:
-        t1 = jnp.eye(x.shape[1], dtype=x.dtype)[t.reshape(-1).astype(jnp.int32)]
+        t1 = to_one_hot(t.reshape(-1), x.shape[1], x.dtype)
     loss = -jnp.sum(t1 * log_softmax(x)) / x.shape[0]
     return loss, (softmax(x), t1)
 

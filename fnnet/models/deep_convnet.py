@@ -9,7 +9,9 @@ are max 2x2, stride 2. params = {'W1'..'W6': (FN, C, 3, 3), 'W7': (64*4*4, hidde
 Dropout (ratio 0.5) follows the book: in training a unit is kept where uniform(key) > ratio,
 without rescaling; at inference every unit is multiplied by (1 - ratio).
 He initialisation, sqrt(2 / fan_in), with the book's fan-ins (C*3*3 for the convs, 64*4*4
-for affine7, hidden for affine8).
+for affine7, hidden for affine8). `conv_impl` (a static `ConvImpl`) says how the convolutions
+run: the book's im2col in the functions below unless given; `model` resolves the fast layout for
+JAX's default backend once, when it builds the Model.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
 from fnnet._checks import require_images, require_keys
+from fnnet.layers import conv_fast
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
 from fnnet.layers.normalization import dropout
@@ -73,11 +76,12 @@ def _check(fn, params, x, train, key):
         raise ValueError(f"{fn}: train=True needs a jax.random key for dropout (key=None given)")
 
 
-def _forward(params, x, train, key):
+def _forward(params, x, train, key, conv_impl):
     caches = []
     h = x
     for i, pad in enumerate(PADS, start=1):
-        h, c = convolution.forward({"W": params[f"W{i}"], "b": params[f"b{i}"]}, h, stride=1, pad=pad)
+        conv = {"W": params[f"W{i}"], "b": params[f"b{i}"]}
+        h, c = convolution.forward(conv, h, stride=1, pad=pad, impl=conv_impl)
         caches.append(c)
         h, c = relu.forward({}, h)
         caches.append(c)
@@ -98,30 +102,30 @@ def _forward(params, x, train, key):
     return y, caches
 
 
-def predict(params, x, train=False, key=None):
+def predict(params, x, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
     """Scores (N, out) before softmax for x (N, C, H, W); train=True applies dropout with `key`."""
     x = jnp.asarray(x)
     _check("deep_convnet.predict", params, x, train, key)
-    return _forward(params, x, train, key)[0]
+    return _forward(params, x, train, key, conv_impl)[0]
 
 
-def loss(params, x, t, train=False, key=None):
+def loss(params, x, t, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
     x = jnp.asarray(x)
     _check("deep_convnet.loss", params, x, train, key)
-    y, _ = _forward(params, x, train, key)
+    y, _ = _forward(params, x, train, key, conv_impl)
     return softmax_with_loss.forward({}, y, jnp.asarray(t))[0]
 
 
-def accuracy(params, x, t, batch_size=100):
+def accuracy(params, x, t, batch_size=100, *, conv_impl=conv_fast.REFERENCE):
     """Fraction of correct inference-mode predictions, computed batch by batch like the book."""
-    return batched_accuracy(lambda xb: predict(params, xb), x, t, batch_size)
+    return batched_accuracy(lambda xb: predict(params, xb, conv_impl=conv_impl), x, t, batch_size)
 
 
-def loss_and_gradient(params, x, t, key=None, train=True):
+def loss_and_gradient(params, x, t, key=None, train=True, *, conv_impl=conv_fast.REFERENCE):
     """Loss and hand-written backprop; train=True (the default) applies dropout with `key`."""
     x = jnp.asarray(x)
     _check("deep_convnet.gradient", params, x, train, key)
-    y, caches = _forward(params, x, train, key)
+    y, caches = _forward(params, x, train, key, conv_impl)
     value, cl = softmax_with_loss.forward({}, y, jnp.asarray(t))
     d, _ = softmax_with_loss.backward(cl, 1.0)
     caches = list(caches)
@@ -142,18 +146,20 @@ def loss_and_gradient(params, x, t, key=None, train=True):
     return value, {k: grads[k] for k in KEYS}
 
 
-def gradient(params, x, t, key=None, train=True):
+def gradient(params, x, t, key=None, train=True, *, conv_impl=conv_fast.REFERENCE):
     """Hand-written backprop (dropout masks drawn from `key` when train=True)."""
-    return loss_and_gradient(params, x, t, key, train)[1]
+    return loss_and_gradient(params, x, t, key, train, conv_impl=conv_impl)[1]
 
 
-def numerical_gradient(params, x, t, key=None, train=True):
+def numerical_gradient(params, x, t, key=None, train=True, *, conv_impl=conv_fast.REFERENCE):
     """Central differences of `loss` with the same dropout masks (same key); slow, for checks."""
-    return _gradient.numerical_gradient(lambda p: loss(p, x, t, train, key), params)
+    return _gradient.numerical_gradient(lambda p: loss(p, x, t, train, key, conv_impl=conv_impl), params)
 
 
-def model(input_shape, output_size, *, hidden_size=50) -> Model:
-    """The uniform `Model` view used by fnnet.training and the CLI; input_shape is (C, H, W)."""
+def model(input_shape, output_size, *, hidden_size=50, conv_impl=None) -> Model:
+    """The uniform `Model` view used by fnnet.training and the CLI; input_shape is (C, H, W).
+    conv_impl: None (the fast layout for JAX's default backend), 'fast', 'reference' or a ConvImpl,
+    resolved here (`conv_fast.resolve`), once, not while tracing."""
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
         raise ValueError(
@@ -161,15 +167,17 @@ def model(input_shape, output_size, *, hidden_size=50) -> Model:
             "(load the data unflattened, e.g. (1, 28, 28) for MNIST)"
         )
     feature_shape(input_shape)  # raises now if the geometry does not fit
+    impl = conv_fast.resolve(conv_impl)
 
     def init_(key):
         return init(key, input_shape, hidden_size, output_size), {}
 
     def apply(params, state, x, train=False, key=None):
-        return predict(params, x.reshape((x.shape[0],) + input_shape), train, key), state
+        return predict(params, x.reshape((x.shape[0],) + input_shape), train, key, conv_impl=impl), state
 
     def loss_and_grad(params, state, x, t, key=None):
-        value, grads = loss_and_gradient(params, x.reshape((x.shape[0],) + input_shape), t, key, True)
+        xb = x.reshape((x.shape[0],) + input_shape)
+        value, grads = loss_and_gradient(params, xb, t, key, True, conv_impl=impl)
         return value, grads, state
 
     return Model(init_, apply, loss_and_grad, input_shape)

@@ -6,7 +6,9 @@ W1 (30, 1, 5, 5) and W2 (4320, 100). x is NCHW; the pooled maps are flattened in
 (C, H, W) like the book, so the book's trained weights (params.pkl) load as they are.
 
 The conv filter size comes from W1's shape; pad and stride are static Python ints taken from
-`conv_param` (default: the book's pad 0, stride 1), never from traced values.
+`conv_param` (default: the book's pad 0, stride 1), never from traced values. `conv_impl` (a
+static `ConvImpl`) says how the convolution runs: the book's im2col in the functions below unless
+given; `model` resolves the fast layout for JAX's default backend once, when it builds the Model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 from fnnet import gradient as _gradient
 from fnnet._checks import require_images, require_keys
 from fnnet.init import weight_std
+from fnnet.layers import conv_fast
 from fnnet.layers.conv import conv_output_size, convolution, pooling
 from fnnet.layers.core import affine, relu, softmax_with_loss
 from fnnet.models import Model, batched_accuracy
@@ -86,9 +89,9 @@ def _check(fn, params, x):
     require_images(fn, x, params["W1"], "params['W1']")
 
 
-def _forward(params, x, cp):
+def _forward(params, x, cp, conv_impl):
     conv = {"W": params["W1"], "b": params["b1"]}
-    h1, c1 = convolution.forward(conv, x, stride=cp["stride"], pad=cp["pad"])
+    h1, c1 = convolution.forward(conv, x, stride=cp["stride"], pad=cp["pad"], impl=conv_impl)
     a1, c2 = relu.forward({}, h1)
     p1, c3 = pooling.forward({}, a1, POOL, POOL, stride=POOL)
     h2, c4 = affine.forward({"W": params["W2"], "b": params["b2"]}, p1)
@@ -97,31 +100,32 @@ def _forward(params, x, cp):
     return y, (c1, c2, c3, c4, c5, c6)
 
 
-def predict(params, x, train=False, key=None, *, conv_param=None):
+def predict(params, x, train=False, key=None, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     """Scores (N, out) before softmax for x (N, C, H, W). `train`/`key` are accepted for the
     common interface (this network has no dropout)."""
     x = jnp.asarray(x)
     _check("simple_convnet.predict", params, x)
-    return _forward(params, x, _conv_param(conv_param))[0]
+    return _forward(params, x, _conv_param(conv_param), conv_impl)[0]
 
 
-def loss(params, x, t, train=True, key=None, *, conv_param=None):
+def loss(params, x, t, train=True, key=None, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     x = jnp.asarray(x)
     _check("simple_convnet.loss", params, x)
-    y, _ = _forward(params, x, _conv_param(conv_param))
+    y, _ = _forward(params, x, _conv_param(conv_param), conv_impl)
     return softmax_with_loss.forward({}, y, jnp.asarray(t))[0]
 
 
-def accuracy(params, x, t, batch_size=100, *, conv_param=None):
+def accuracy(params, x, t, batch_size=100, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     """Fraction of correct predictions, computed batch by batch like the book."""
-    return batched_accuracy(lambda xb: predict(params, xb, conv_param=conv_param), x, t, batch_size)
+    return batched_accuracy(lambda xb: predict(params, xb, conv_param=conv_param, conv_impl=conv_impl), x, t,
+                            batch_size)
 
 
-def loss_and_gradient(params, x, t, key=None, *, conv_param=None):
+def loss_and_gradient(params, x, t, key=None, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     """Loss and hand-written backprop through the seven layers."""
     x = jnp.asarray(x)
     _check("simple_convnet.gradient", params, x)
-    y, (c1, c2, c3, c4, c5, c6) = _forward(params, x, _conv_param(conv_param))
+    y, (c1, c2, c3, c4, c5, c6) = _forward(params, x, _conv_param(conv_param), conv_impl)
     value, c7 = softmax_with_loss.forward({}, y, jnp.asarray(t))
     dy, _ = softmax_with_loss.backward(c7, 1.0)
     da2, g3 = affine.backward(c6, dy)
@@ -133,18 +137,22 @@ def loss_and_gradient(params, x, t, key=None, *, conv_param=None):
     return value, {"W1": g1["W"], "b1": g1["b"], "W2": g2["W"], "b2": g2["b"], "W3": g3["W"], "b3": g3["b"]}
 
 
-def gradient(params, x, t, key=None, *, conv_param=None):
+def gradient(params, x, t, key=None, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     """Hand-written backprop; a dict with the keys of params."""
-    return loss_and_gradient(params, x, t, conv_param=conv_param)[1]
+    return loss_and_gradient(params, x, t, conv_param=conv_param, conv_impl=conv_impl)[1]
 
 
-def numerical_gradient(params, x, t, *, conv_param=None):
+def numerical_gradient(params, x, t, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
     """Central differences of `loss` for every parameter (slow; for checking backprop)."""
-    return _gradient.numerical_gradient(lambda p: loss(p, x, t, conv_param=conv_param), params)
+    return _gradient.numerical_gradient(lambda p: loss(p, x, t, conv_param=conv_param, conv_impl=conv_impl),
+                                        params)
 
 
-def model(input_shape, output_size, *, conv_param=None, hidden_size=100, weight_init_std=0.01) -> Model:
-    """The uniform `Model` view used by fnnet.training and the CLI; input_shape is (C, H, W)."""
+def model(input_shape, output_size, *, conv_param=None, hidden_size=100, weight_init_std=0.01,
+          conv_impl=None) -> Model:
+    """The uniform `Model` view used by fnnet.training and the CLI; input_shape is (C, H, W).
+    conv_impl: None (the fast layout for JAX's default backend), 'fast', 'reference' or a ConvImpl,
+    resolved here (`conv_fast.resolve`), once, not while tracing."""
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3:
         raise ValueError(
@@ -153,15 +161,17 @@ def model(input_shape, output_size, *, conv_param=None, hidden_size=100, weight_
         )
     cp = _conv_param(conv_param)
     output_shapes(input_shape, cp)  # raises now if the geometry does not fit
+    impl = conv_fast.resolve(conv_impl)
 
     def init_(key):
         return init(key, input_shape, cp, hidden_size, output_size, weight_init_std), {}
 
     def apply(params, state, x, train=False, key=None):
-        return predict(params, x.reshape((x.shape[0],) + input_shape), conv_param=cp), state
+        return predict(params, x.reshape((x.shape[0],) + input_shape), conv_param=cp, conv_impl=impl), state
 
     def loss_and_grad(params, state, x, t, key=None):
-        value, grads = loss_and_gradient(params, x.reshape((x.shape[0],) + input_shape), t, conv_param=cp)
+        xb = x.reshape((x.shape[0],) + input_shape)
+        value, grads = loss_and_gradient(params, xb, t, conv_param=cp, conv_impl=impl)
         return value, grads, state
 
     return Model(init_, apply, loss_and_grad, input_shape)
