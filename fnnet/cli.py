@@ -383,12 +383,17 @@ def _eval(args, parser):
 
     path = args.params
     run = _run_info(path)
+    chapter3 = False
+    if path.endswith(".pkl") and args.model is None:
+        loaded = load_params(path)
+        chapter3 = isinstance(loaded, dict) and "W3" in loaded and "W4" not in loaded \
+            and getattr(loaded.get("W1"), "ndim", 0) == 2
     args.model = args.model or run.get("model") or "two_layer_net"
     args.dataset = args.dataset or run.get("dataset")
     if path.endswith(".pkl") and not args.dataset:
         args.dataset = "mnist"
     dataset, (_, (x, t)) = _load_data(args, _printer(sys.stderr))
-    if path.endswith(".pkl") and "W3" in load_params(path) and "W4" not in load_params(path):
+    if chapter3:
         acc = _eval_three_layer_net(path, x.reshape(len(x), -1), t)
         print(f"test accuracy {acc:.4f} (the chapter 3 network on {dataset}, {len(x)} test images, {path})")
         return 0

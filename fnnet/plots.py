@@ -36,14 +36,34 @@ def plot_curves(history: dict, path) -> None:
     save_figure(fig, path)
 
 
-def save_figure(fig, path, dpi: int = 100, **savefig_kw) -> None:
+def save_figure(fig, path, dpi: int = 100, colors: int | None = None, **savefig_kw) -> None:
     """Save a matplotlib figure as PNG atomically (temporary file, then rename), and close it.
-    `savefig_kw` go to `fig.savefig` (e.g. bbox_inches="tight")."""
+    `savefig_kw` go to `fig.savefig` (e.g. bbox_inches="tight"). With `colors` (2 to 256) the image
+    is reduced to a palette of that many colors: a file about a third of the size for plots of lines
+    and flat fills, with no visible change."""
     import matplotlib.pyplot as plt
 
     from fnnet.io import atomic_write
 
+    if colors is not None and not (isinstance(colors, int) and 2 <= colors <= 256):
+        plt.close(fig)
+        raise ValueError(f"save_figure: colors must be an integer from 2 to 256, got {colors!r}")
+
+    def write(f):
+        if colors is None:
+            fig.savefig(f, format="png", dpi=dpi, **savefig_kw)
+            return
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, **savefig_kw)
+        buf.seek(0)
+        with Image.open(buf) as img:
+            img.convert("RGB").quantize(colors).save(f, format="png", optimize=True)
+
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, **savefig_kw))
+        atomic_write(path, write)
     finally:
         plt.close(fig)

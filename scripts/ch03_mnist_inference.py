@@ -5,7 +5,8 @@
 Loads the weights through fnnet.io.load_params (restricted unpickler), classifies the 10,000
 test images (normalize=True) one by one (a jitted per-image predict) and in batches of 100,
 prints the accuracy of both (the book: Accuracy:0.9352), and saves the first training image
-(a 5) as a PNG in --out.
+(a 5) in --out twice: as it is (28x28 pixels) and enlarged ten times (280x280, each pixel a
+10x10 square) so that it can be seen.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fnnet.datasets import MNISTNotFoundError, load_mnist
 from fnnet.io import atomic_write, load_params
 from fnnet.models import three_layer_net
 
+ENLARGE = 10
 
 @jax.jit
 def predict_label(params, x):
@@ -87,11 +89,14 @@ def main(argv=None) -> dict:
         raise SystemExit(f"one-by-one and batched predictions differ on {int(np.sum(one != batched))} images")
 
     os.makedirs(args.out, exist_ok=True)
+    image = x_train[0].reshape(28, 28)
     png = os.path.join(args.out, f"mnist_train0_label{int(t_train[0])}.png")
-    atomic_write(png, lambda f: plt.imsave(f, x_train[0].reshape(28, 28), cmap="gray", vmin=0.0, vmax=1.0,
-                                           format="png"))
-    print(f"first training image (label {int(t_train[0])}) -> {png}")
-    return {"one_by_one": one, "batched": batched, "t_test": t_test, "png": png}
+    large = os.path.join(args.out, f"mnist_train0_label{int(t_train[0])}_x{ENLARGE}.png")
+    for path, img in ((png, image), (large, np.kron(image, np.ones((ENLARGE, ENLARGE), image.dtype)))):
+        atomic_write(path, lambda f, img=img: plt.imsave(f, img, cmap="gray", vmin=0.0, vmax=1.0,
+                                                         format="png"))
+    print(f"first training image (label {int(t_train[0])}) -> {png}, enlarged {ENLARGE} times -> {large}")
+    return {"one_by_one": one, "batched": batched, "t_test": t_test, "png": png, "png_large": large}
 
 
 if __name__ == "__main__":

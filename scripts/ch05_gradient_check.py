@@ -1,11 +1,13 @@
 """Chapter 5: the gradient check of TwoLayerNet, three ways.
 
     python scripts/ch05_gradient_check.py [--data random|digits|mnist] [--n 3] [--dtype float64]
+                                          [--activation relu|sigmoid]
 
 Computes the gradient of the loss for every parameter by the hand-written backprop
 (`two_layer_net.gradient`), by `jax.grad` of the loss and by numerical differentiation
 (central differences, h = 1e-4), and prints per parameter the mean |backprop - numerical|
-(the book's check, section 5.7.3) and the max |backprop - jax.grad|.
+(the book's check, section 5.7.3) and the max |backprop - jax.grad|. --activation sigmoid checks
+chapter 4's net instead of chapter 5's (ReLU).
 
 Data: `random` (default; 784 uniform features, 10 classes), `digits` (scikit-learn's 8x8
 digits through fnnet.datasets) or `mnist` (through fnnet.datasets from --data-dir or
@@ -48,13 +50,14 @@ def load_data(name, n, seed, data_dir=None):
     return x[:n], t[:n], 10
 
 
-def gradient_check(params, x, t, progress=True) -> dict:
+def gradient_check(params, x, t, progress=True, activation="relu") -> dict:
     """{key: (mean |bp - num|, max |bp - num|, max |bp - jax.grad|, max |bp|)} for every parameter."""
-    backprop = net.gradient(params, x, t)
-    autodiff = jax.grad(net.loss)(params, x, t)
+    backprop = net.gradient(params, x, t, activation=activation)
+    autodiff = jax.grad(lambda p: net.loss(p, x, t, activation=activation))(params)
     results = {}
     for k in tqdm(net.KEYS, desc="numerical gradient", disable=not progress):
-        num = numerical_gradient(lambda w, k=k: net.loss({**params, k: w}, x, t), params[k])
+        num = numerical_gradient(lambda w, k=k: net.loss({**params, k: w}, x, t, activation=activation),
+                                 params[k])
         diff = jnp.abs(backprop[k] - num)
         auto = jnp.abs(backprop[k] - autodiff[k])
         results[k] = (float(jnp.mean(diff)), float(jnp.max(diff)), float(jnp.max(auto)),
@@ -78,6 +81,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--weight-init-std", type=float, default=0.01)
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--one-hot", action="store_true", help="targets as one-hot rows instead of labels")
+    ap.add_argument("--activation", choices=list(net.ACTIVATIONS), default="relu",
+                    help="hidden activation: relu (chapter 5's net) or sigmoid (chapter 4's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -89,10 +94,10 @@ def main(argv=None) -> dict:
                           weight_init_std=args.weight_init_std, dtype=dtype)
         x = jnp.asarray(x, dtype)
         t = jax.nn.one_hot(t, classes, dtype=dtype) if args.one_hot else jnp.asarray(t, jnp.int32)
-        print(f"TwoLayerNet {x.shape[1]}-{args.hidden}-{classes}, {args.data} data, {args.n} samples, "
-              f"{args.dtype}, {'one-hot' if args.one_hot else 'label'} targets")
-        results = gradient_check(params, x, t, progress=not args.no_progress)
-        kinks = near_kink(params, x)
+        print(f"TwoLayerNet {x.shape[1]}-{args.hidden}-{classes} ({args.activation}), {args.data} data, "
+              f"{args.n} samples, {args.dtype}, {'one-hot' if args.one_hot else 'label'} targets")
+        results = gradient_check(params, x, t, progress=not args.no_progress, activation=args.activation)
+        kinks = near_kink(params, x) if args.activation == "relu" else 0
     print(f"{'param':<6}{'shape':>12}{'mean|bp-num|':>15}{'max|bp-num|':>14}{'max|bp-jax.grad|':>18}{'max|bp|':>11}")
     for k, (mean_num, max_num, max_auto, scale) in results.items():
         shape = str(tuple(params[k].shape))

@@ -181,3 +181,14 @@ def test_schedule_from_the_options_drops_after_the_named_epochs():
             want[:2] = [0.0, 0.05]
         np.testing.assert_allclose(lrs, want, rtol=1e-6)
         assert desc["boundaries_epochs"] == [3, 5]
+
+
+def test_eval_reads_the_books_pickles(mnist_dir, book_weights_dir, capsys):
+    """sample_weight.pkl is chapter 3's three-layer network; params.pkl the SimpleConvNet."""
+    import os
+
+    assert main(["eval", "--params", os.path.join(book_weights_dir, "sample_weight.pkl")]) == 0
+    assert "test accuracy 0.9352 (the chapter 3 network" in capsys.readouterr().out
+    assert main(["eval", "--params", os.path.join(book_weights_dir, "params.pkl"), "--model",
+                 "simple_convnet"]) == 0
+    assert "test accuracy 0.9600 (simple_convnet on mnist" in capsys.readouterr().out

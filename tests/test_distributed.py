@@ -86,6 +86,7 @@ def test_random_draws_do_not_depend_on_the_device_count(parity):
     assert parity["random_draws_equal"] is True
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_4_devices_resumes_on_1_or_2(tmp_path):
     report = _run_worker(tmp_path, 4, "resume", str(tmp_path / "runs"))
     for devices, res in report["models"].items():
@@ -98,6 +99,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path):
     out = tmp_path / "report.json"
     port = _free_port()

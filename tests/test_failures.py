@@ -232,6 +232,7 @@ def test_cli_refuses_nan_data_before_training(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run" / "checkpoint-0001.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_compile_cache_is_used_and_a_corrupt_or_unwritable_one_never_fails_a_run(tmp_path):
     argv = ("train", "--dataset", "digits", "--epochs", "1", "--no-progress", "--overwrite")
     assert fnnet(tmp_path, *argv).returncode == 0

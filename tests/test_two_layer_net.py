@@ -1,5 +1,7 @@
 """TwoLayerNet: backprop == jax.grad == numerical gradient; the Model contract; bad input."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -164,3 +166,77 @@ def test_missing_or_misshaped_params_raise():
     with pytest.raises(ValueError, match=rf"two_layer_net\.predict: params\['W2'\] must have shape "
                                          rf"\({HIDDEN}, {OUT}\)"):
         net.predict(wrong, x)
+
+
+@pytest.mark.parametrize("arg,value", [("hidden_size", -5), ("hidden_size", 0), ("input_size", 0),
+                                       ("output_size", -1), ("hidden_size", 2.5), ("input_size", True)])
+def test_init_refuses_sizes_below_one(arg, value):
+    sizes = {"input_size": IN, "hidden_size": HIDDEN, "output_size": OUT, arg: value}
+    with pytest.raises(ValueError, match=rf"two_layer_net\.init: {arg} must be an integer >= 1, "
+                                         rf"got {re.escape(repr(value))}"):
+        net.init(jax.random.PRNGKey(0), **sizes)
+
+
+def test_init_accepts_numpy_integer_sizes():
+    params = net.init(jax.random.PRNGKey(0), np.int64(IN), np.int32(HIDDEN), np.int64(OUT))
+    chex.assert_shape(params["W1"], (IN, HIDDEN))
+
+
+@pytest.mark.parametrize("fn", [net.loss, net.accuracy, net.gradient, net.loss_and_gradient,
+                                net.numerical_gradient], ids=lambda f: f.__name__)
+def test_zero_samples_raise(fn):
+    params, _, _ = setup()
+    name = "gradient" if fn is net.loss_and_gradient else fn.__name__
+    msg = rf"two_layer_net\.{name}: x has no samples \(shape \(0, {IN}\), t shape \(0,\)\)"
+    with pytest.raises(ValueError, match=msg):
+        fn(params, jnp.zeros((0, IN)), jnp.zeros((0,), jnp.int32))
+    if fn is net.loss:
+        with pytest.raises(ValueError, match=msg):
+            jax.jit(net.loss)(params, jnp.zeros((0, IN)), jnp.zeros((0,), jnp.int32))
+
+
+def test_predict_on_zero_samples_raises():
+    params, _, _ = setup()
+    with pytest.raises(ValueError, match=rf"two_layer_net\.predict: x has no samples \(shape \(0, {IN}\)\)"):
+        net.predict(params, jnp.zeros((0, IN)))
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["labels", "one_hot"])
+def test_sigmoid_net_three_way_gradient_check_float64(one_hot):
+    """Chapter 4's net: Affine - Sigmoid - Affine; backprop == jax.grad == numerical."""
+    with jax.enable_x64(True):
+        params, x, t = setup(jnp.float64)
+        if one_hot:
+            t = jax.nn.one_hot(t, OUT, dtype=jnp.float64)
+        backprop = net.gradient(params, x, t, activation="sigmoid")
+        autodiff = jax.grad(lambda p: net.loss(p, x, t, activation="sigmoid"))(params)
+        numerical = net.numerical_gradient(params, x, t, activation="sigmoid")
+        err_auto, err_num = rel_error(backprop, autodiff), rel_error(backprop, numerical)
+        assert err_auto < 1e-12, err_auto
+        assert err_num < 1e-8, err_num
+        assert rel_error(backprop, net.gradient(params, x, t)) > 1e-2, "sigmoid and ReLU nets must differ"
+        record(err_auto, err_num)
+
+
+def test_sigmoid_net_predict_and_model():
+    params, x, t = setup()
+    ref = jax.nn.sigmoid(x @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
+    chex.assert_trees_all_close(net.predict(params, x, activation="sigmoid"), ref, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(net.accuracy(params, x, t, activation="sigmoid"),
+                                jnp.mean(jnp.argmax(ref, axis=1) == t))
+    m = get_model("two_layer_net", (IN,), OUT, hidden_size=HIDDEN, activation="sigmoid")
+    scores, _ = m.apply(params, {}, x)
+    chex.assert_trees_all_close(scores, ref, rtol=1e-5, atol=1e-6)
+    value, grads, _ = m.loss_and_grad(params, {}, x, t)
+    chex.assert_trees_all_close(value, net.loss(params, x, t, activation="sigmoid"))
+    chex.assert_trees_all_close(grads, net.gradient(params, x, t, activation="sigmoid"))
+
+
+def test_unknown_activation_raises():
+    params, x, t = setup()
+    for fn in (net.loss, net.gradient, net.accuracy):
+        with pytest.raises(ValueError, match=rf"two_layer_net\.{fn.__name__}: activation must be one of "
+                                             r"relu, sigmoid, got 'tanh'"):
+            fn(params, x, t, activation="tanh")
+    with pytest.raises(ValueError, match=r"two_layer_net\.model: activation must be one of"):
+        net.model((IN,), OUT, activation="tanh")

@@ -1,31 +1,42 @@
-"""TwoLayerNet (chapters 4 and 5): Affine - ReLU - Affine - SoftmaxWithLoss.
+"""TwoLayerNet (chapters 4 and 5): Affine - ReLU|Sigmoid - Affine - SoftmaxWithLoss.
 
 params = {'W1': (in, hidden), 'b1': (hidden,), 'W2': (hidden, out), 'b2': (out,)}.
-`t` may be integer labels (N,) or one-hot (N, out) everywhere.
+`t` may be integer labels (N,) or one-hot (N, out) everywhere. The hidden activation is the
+keyword `activation` of every function: 'relu' (chapter 5's net, the default) or 'sigmoid'
+(chapter 4's net, trained there with `numerical_gradient`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
 from fnnet._checks import check_targets, require_features, require_keys, require_ndim, shape_of
-from fnnet.layers import affine, relu, softmax_with_loss
+from fnnet.init import weight_std
+from fnnet.layers import affine, relu, sigmoid, softmax_with_loss
 from fnnet.models import Model
 
 KEYS = ("W1", "b1", "W2", "b2")
+ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid}
 
 
 def init(key, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=jnp.float32):
-    """W ~ weight_init_std * N(0, 1), b = 0, as in the book."""
+    """W ~ std * N(0, 1), b = 0, as in the book; sizes are integers >= 1. weight_init_std is the
+    std (the book's 0.01) or a rule of `fnnet.init.weight_std` ('xavier', 'he') applied per layer."""
+    sizes = {"input_size": input_size, "hidden_size": hidden_size, "output_size": output_size}
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"two_layer_net.init: {name} must be an integer >= 1, got {v!r}")
     k1, k2 = jax.random.split(key)
+    std1, std2 = weight_std(weight_init_std, input_size), weight_std(weight_init_std, hidden_size)
     return {
-        "W1": weight_init_std * jax.random.normal(k1, (input_size, hidden_size), dtype),
+        "W1": std1 * jax.random.normal(k1, (input_size, hidden_size), dtype),
         "b1": jnp.zeros(hidden_size, dtype),
-        "W2": weight_init_std * jax.random.normal(k2, (hidden_size, output_size), dtype),
+        "W2": std2 * jax.random.normal(k2, (hidden_size, output_size), dtype),
         "b2": jnp.zeros(output_size, dtype),
     }
 
@@ -47,80 +58,101 @@ def _check(fn, params, x):
             )
 
 
+def _check_activation(fn, activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{fn}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+
+
 def _batch(fn, params, x, t):
     """x (N, in) and t (N,) or (N, out), checked; one sample (in,) becomes a batch of 1."""
     x, t = jnp.asarray(x), jnp.asarray(t)
     _check(fn, params, x)
     if x.ndim == 1:
         x, t = x[None], (t[None] if t.ndim == 1 else t.reshape(1))
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn}: x has no samples (shape {shape_of(x)}, t shape {shape_of(t)}); the mean "
+                         "over the batch needs at least one")
     check_targets(fn, t, x.shape[0], shape_of(params["W2"])[1])
     return x, t
 
 
-def _forward(params, x):
+def _forward(params, x, activation):
     h, c1 = affine.forward({"W": params["W1"], "b": params["b1"]}, x)
-    a, c2 = relu.forward({}, h)
+    a, c2 = ACTIVATIONS[activation].forward({}, h)
     y, c3 = affine.forward({"W": params["W2"], "b": params["b2"]}, a)
     return y, (c1, c2, c3)
 
 
-def predict(params, x):
+def predict(params, x, *, activation="relu"):
     """Scores before softmax: x (N, in) -> (N, out), or (in,) -> (out,)."""
+    fn = "two_layer_net.predict"
+    _check_activation(fn, activation)
     x = jnp.asarray(x)
-    _check("two_layer_net.predict", params, x)
-    return _forward(params, x)[0]
+    _check(fn, params, x)
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ValueError(f"{fn}: x has no samples (shape {shape_of(x)})")
+    return _forward(params, x, activation)[0]
 
 
-def loss(params, x, t):
+def loss(params, x, t, *, activation="relu"):
     """Mean cross-entropy of softmax(predict(params, x)) against labels (N,) or one-hot (N, out)."""
-    x, t = _batch("two_layer_net.loss", params, x, t)
-    y, _ = _forward(params, x)
+    fn = "two_layer_net.loss"
+    _check_activation(fn, activation)
+    x, t = _batch(fn, params, x, t)
+    y, _ = _forward(params, x, activation)
     return softmax_with_loss.forward({}, y, t)[0]
 
 
-def accuracy(params, x, t):
+def accuracy(params, x, t, *, activation="relu"):
     """Fraction of samples whose argmax score equals the label (t labels or one-hot)."""
-    x, t = _batch("two_layer_net.accuracy", params, x, t)
-    y = jnp.argmax(_forward(params, x)[0], axis=-1)
+    fn = "two_layer_net.accuracy"
+    _check_activation(fn, activation)
+    x, t = _batch(fn, params, x, t)
+    y = jnp.argmax(_forward(params, x, activation)[0], axis=-1)
     if t.ndim == 2:
         t = jnp.argmax(t, axis=1)
     return jnp.mean(y == t)
 
 
-def gradient(params, x, t):
+def gradient(params, x, t, *, activation="relu"):
     """Hand-written backprop through the four layers; a dict with the keys of params."""
-    return loss_and_gradient(params, x, t)[1]
+    return loss_and_gradient(params, x, t, activation=activation)[1]
 
 
-def loss_and_gradient(params, x, t):
+def loss_and_gradient(params, x, t, *, activation="relu"):
     """(loss, gradient) from one forward and one backward pass."""
-    x, t = _batch("two_layer_net.gradient", params, x, t)
-    y, (c1, c2, c3) = _forward(params, x)
+    fn = "two_layer_net.gradient"
+    _check_activation(fn, activation)
+    x, t = _batch(fn, params, x, t)
+    y, (c1, c2, c3) = _forward(params, x, activation)
     value, c4 = softmax_with_loss.forward({}, y, t)
     dy, _ = softmax_with_loss.backward(c4, 1.0)
     da, g2 = affine.backward(c3, dy)
-    dh, _ = relu.backward(c2, da)
+    dh, _ = ACTIVATIONS[activation].backward(c2, da)
     _, g1 = affine.backward(c1, dh)
     return value, {"W1": g1["W"], "b1": g1["b"], "W2": g2["W"], "b2": g2["b"]}
 
 
-def numerical_gradient(params, x, t):
-    """Central differences of `loss` for every parameter (slow; for checking backprop)."""
-    return _gradient.numerical_gradient(lambda p: loss(p, x, t), params)
+def numerical_gradient(params, x, t, *, activation="relu"):
+    """Central differences of `loss` for every parameter, 2 * (number of parameters) evaluations of
+    the loss (chapter 4's way to train; slow, and used since chapter 5 to check backprop)."""
+    _batch("two_layer_net.numerical_gradient", params, x, t)
+    return _gradient.numerical_gradient(lambda p: loss(p, x, t, activation=activation), params)
 
 
-def model(input_shape, output_size, *, hidden_size=50, weight_init_std=0.01) -> Model:
+def model(input_shape, output_size, *, hidden_size=50, weight_init_std=0.01, activation="relu") -> Model:
     """The uniform `Model` view used by fnnet.training and the CLI."""
+    _check_activation("two_layer_net.model", activation)
     input_size = math.prod(input_shape)
 
     def init_(key):
         return init(key, input_size, hidden_size, output_size, weight_init_std), {}
 
     def apply(params, state, x, train=False, key=None):
-        return predict(params, x.reshape(x.shape[0], -1)), state
+        return predict(params, x.reshape(x.shape[0], -1), activation=activation), state
 
     def loss_and_grad(params, state, x, t, key=None):
-        value, grads = loss_and_gradient(params, x.reshape(x.shape[0], -1), t)
+        value, grads = loss_and_gradient(params, x.reshape(x.shape[0], -1), t, activation=activation)
         return value, grads, state
 
     return Model(init_, apply, loss_and_grad, (input_size,))

@@ -1,0 +1,138 @@
+"""fnnet.gradcheck.check_layer: reports (never raises) the three-way comparison of a hand-written
+backward pass; flags a wrong one in the argument it affects; the docs example runs as shown."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet.gradcheck import GradCheckReport, check_layer, rel_error
+from fnnet.layers import Layer, affine, mul, relu, sigmoid, softmax_with_loss
+
+KEY = jax.random.PRNGKey(0)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "check_your_layer.md"
+
+
+def away_from_zero(shape, seed=1):
+    x = jax.random.normal(jax.random.fold_in(KEY, seed), shape)
+    return x + 0.2 * jnp.sign(x)
+
+
+def affine_params(n_in=6, n_out=3):
+    k1, k2 = jax.random.split(jax.random.fold_in(KEY, 2))
+    return {"W": jax.random.normal(k1, (n_in, n_out)), "b": jax.random.normal(k2, (n_out,))}
+
+
+def test_correct_layers_pass_with_one_error_per_argument():
+    report = check_layer(affine, affine_params(), jax.random.normal(KEY, (4, 2, 3)))
+    assert isinstance(report, GradCheckReport) and report.passed and report.failures == []
+    assert list(report.vjp) == list(report.numerical) == ["params['W']", "params['b']", "x"]
+    assert report.err_vjp < 1e-5 and report.err_num < 1e-7 and report.jit_close
+    assert (report.vjp_tol, report.num_tol) == (1e-5, 1e-7)
+    two = check_layer(mul, {}, jnp.arange(1.0, 4.0), jnp.ones(3))
+    assert two.passed and list(two.vjp) == ["inputs[0]", "inputs[1]"]
+    labels = check_layer(softmax_with_loss, {}, jax.random.normal(KEY, (4, 5)), jnp.array([0, 1, 4, 2]))
+    assert labels.passed and list(labels.vjp) == ["inputs[0]"]
+
+
+def test_report_text():
+    text = str(check_layer(relu, {}, away_from_zero((3, 4))))
+    lines = text.splitlines()
+    assert re.fullmatch(r"argument\s+vs jax\.vjp\s+vs numerical", lines[0])
+    assert re.fullmatch(r"x\s+\S+e[+-]\d\d\s+\S+e[+-]\d\d", lines[1])
+    assert re.fullmatch(r"tolerance\s+1e-05\s+1e-07", lines[2])
+    assert lines[3].startswith("jit == eager: yes") and lines[-1] == "passed"
+
+
+def test_a_wrong_input_gradient_is_flagged_without_raising():
+    broken = Layer(relu.forward, lambda mask, dy: (dy, {}))  # forgets the mask
+    report = check_layer(broken, {}, away_from_zero((3, 4)))
+    assert not report.passed
+    assert report.vjp["x"] > 0.1 and report.numerical["x"] > 0.1
+    assert any(f.startswith("backward vs jax.vjp: relative error") for f in report.failures)
+    assert any(f.startswith("backward vs numerical (float64)") for f in report.failures)
+    assert "backward vs jax.vjp" in str(report)
+
+
+def test_a_tiny_error_only_float64_numerical_differentiation_sees():
+    off = Layer(sigmoid.forward, lambda out, dy: (dy * out * (1 - out) * (1 + 1e-6), {}))
+    report = check_layer(off, {}, jax.random.normal(KEY, (3, 4)))
+    assert report.err_vjp < report.vjp_tol
+    assert report.err_num > report.num_tol
+    msg = f"backward vs numerical (float64): relative error {report.err_num:.3g} >= 1e-07"
+    assert report.failures == [msg]
+
+
+def test_a_wrong_parameter_gradient_is_flagged_in_that_parameter():
+    def backward(cache, dy):
+        dx, grads = affine.backward(cache, dy)
+        return dx, {"W": grads["W"], "b": 2 * grads["b"]}
+
+    report = check_layer(Layer(affine.forward, backward), affine_params(), jax.random.normal(KEY, (5, 6)))
+    assert not report.passed
+    assert report.vjp["params['b']"] > 0.1 and report.numerical["params['b']"] > 0.1
+    assert report.vjp["params['W']"] < 1e-6 and report.vjp["x"] < 1e-6
+
+
+def test_misshaped_gradients_are_problems_not_crashes():
+    def transposed(cache, dy):
+        dx, grads = affine.backward(cache, dy)
+        return dx, {"W": grads["W"].T, "b": grads["b"]}
+
+    report = check_layer(Layer(affine.forward, transposed), affine_params(), jax.random.normal(KEY, (5, 6)))
+    assert not report.passed
+    assert report.problems == ("backward's grads {'W': (3, 6), 'b': (3,)} do not match params "
+                               "{'W': (6, 3), 'b': (3,)}",)
+    too_few = Layer(mul.forward, lambda cache, dy: (dy * cache[1], {}))
+    report = check_layer(too_few, {}, jnp.ones(3), jnp.ones(3))
+    assert report.problems == ("backward returned 1 input gradient(s) for 2 differentiable input(s)",)
+
+
+def test_jit_and_eager_disagreeing_is_flagged():
+    draws = iter(np.linspace(1.0, 2.0, 10))
+    unstable = Layer(relu.forward, lambda mask, dy: (jnp.where(mask, dy, 0) * next(draws), {}))
+    report = check_layer(unstable, {}, away_from_zero((2, 3)))
+    assert not report.jit_close and not report.passed
+    assert any(f.startswith("jit vs eager") for f in report.failures)
+
+
+def test_rel_error():
+    assert rel_error({"a": jnp.ones(3)}, {"a": jnp.ones(3)}) == 0.0
+    assert rel_error(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0])) == pytest.approx(2 / 4)
+    assert rel_error(jnp.zeros(2), jnp.zeros(2)) == 0.0
+    assert rel_error({}, {}) == 0.0
+
+
+def test_the_test_suite_wrapper_asserts_and_records():
+    import gradcheck
+
+    broken = Layer(relu.forward, lambda mask, dy: (dy, {}))
+    with pytest.raises(AssertionError, match="backward vs jax.vjp"):
+        gradcheck.check_layer(broken, {}, away_from_zero((3, 4)))
+    err_vjp, err_num = gradcheck.check_layer(sigmoid, {}, jax.random.normal(KEY, (3, 4)))
+    assert err_vjp < 1e-5 and err_num < 1e-7
+    assert gradcheck.MEASURED["tests/test_gradcheck.py::test_the_test_suite_wrapper_asserts_and_records"] == [
+        err_vjp, err_num]
+
+
+def test_the_docs_example_runs_and_prints_what_the_docs_show():
+    text = DOC.read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    shown = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    assert len(code) == len(shown) == 2
+    namespace: dict = {}
+    for block, expected in zip(code, shown, strict=True):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, str(DOC), "exec"), namespace)
+        printed = out.getvalue().splitlines()
+        expected = expected.splitlines()
+        assert len(printed) == len(expected)
+        for got, want in zip(printed, expected, strict=True):
+            # Errors near 1e-12 differ in their last digits between machines; the layout does not.
+            assert re.sub(r"\d\.\d\de-1\d", "E", got) == re.sub(r"\d\.\d\de-1\d", "E", want)
