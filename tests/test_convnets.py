@@ -16,7 +16,8 @@ from fnnet.models import deep_convnet, get_model, simple_convnet
 SMALL_CP = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
 # The convolution's paths: the book's im2col, the fast layout whole, and in chunks of one image.
 FAST, CHUNKED = ConvImpl("fast"), ConvImpl("fast", chunk_bytes=1)
-IMPLS = [pytest.param(ConvImpl(), id="reference"), pytest.param(FAST, id="fast"),
+# The reference path's three-way check runs in tests/test_conv.py by default; here it is slow.
+IMPLS = [pytest.param(ConvImpl(), id="reference", marks=pytest.mark.slow), pytest.param(FAST, id="fast"),
          pytest.param(CHUNKED, id="chunked")]
 # Compiled once for the module: compiling DeepConvNet dominates these tests' time.
 DEEP_PREDICT = jax.jit(deep_convnet.predict, static_argnames="train")
