@@ -155,3 +155,28 @@ def fit_runs(runs: dict, train, test, *, epochs, batch_size: int, seed: int, pro
                 histories[name] = None
             pbar.update()
     return histories
+
+
+def loss_curves(curves: dict, title: str, ylim: float):
+    """A figure of smoothed training-loss curves against the iteration, one per label (the book's
+    figures 6-9 and 6-15)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for label, loss in curves.items():
+        loss = np.asarray(loss)
+        ax.plot(np.arange(1, len(loss) + 1), smooth(loss), label=label, lw=1.2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.set_ylim(0, ylim)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def loss_summary(history: dict) -> dict:
+    """{'loss': per iteration, 'final_loss': mean of the last tenth, 'test_acc': the last epoch's}."""
+    loss = np.asarray(history["loss"])
+    tail = loss[-max(1, len(loss) // 10):]
+    return {"loss": loss, "final_loss": float(tail.mean()), "test_acc": history["test_acc"][-1]}

@@ -9,8 +9,6 @@ loss per iteration smoothed as the book does; SGD's curve stays highest.
 
 from __future__ import annotations
 
-import numpy as np
-
 from fnnet import optimizers
 from fnnet.experiments import _common
 from fnnet.models import multi_layer_net
@@ -21,19 +19,9 @@ BATCH = 128
 
 
 def figure(results):
-    plt = _common.pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for name, r in results["optimizers"].items():
-        loss = np.asarray(r["loss"])
-        ax.plot(np.arange(1, len(loss) + 1), _common.smooth(loss), label=f"{name} (lr {r['lr']:g})", lw=1.2)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.set_ylim(0, 1.0 if not results["quick"] else 2.5)
-    ax.set_title(f"5-layer ReLU net on MNIST, batch {BATCH}, {results['iterations']} iterations (figure 6-9)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    curves = {f"{name} (lr {r['lr']:g})": r["loss"] for name, r in results["optimizers"].items()}
+    title = f"5-layer ReLU net on MNIST, batch {BATCH}, {results['iterations']} iterations (figure 6-9)"
+    return _common.loss_curves(curves, title, 1.0 if not results["quick"] else 2.5)
 
 
 @_common.experiment("optimizer-mnist")
@@ -47,12 +35,9 @@ def run(out_dir, *, seed, quick, progress):
                                  progress=progress, desc="optimizers")
     out = {}
     for name, h in histories.items():
-        loss = np.asarray(h["loss"])
-        tail = loss[-max(1, len(loss) // 10):]
-        out[name] = {"lr": LEARNING_RATES[name], "loss": loss, "final_loss": float(tail.mean()),
-                     "test_acc": h["test_acc"][-1]}
-        _common.say(f"{name:>9} lr {LEARNING_RATES[name]:<6g} loss (last tenth) {tail.mean():.4f}, "
-                    f"test acc {h['test_acc'][-1]:.4f}", progress)
+        out[name] = {"lr": LEARNING_RATES[name], **_common.loss_summary(h)}
+        _common.say(f"{name:>9} lr {LEARNING_RATES[name]:<6g} loss (last tenth) "
+                    f"{out[name]['final_loss']:.4f}, test acc {h['test_acc'][-1]:.4f}", progress)
     results = {"quick": quick, "n_train": len(train[0]), "n_test": len(test[0]), "batch_size": BATCH,
                "iterations": len(out["sgd"]["loss"]), "optimizers": out}
     results["figures"] = [_common.save(figure(results), out_dir, "optimizer_mnist.png")]

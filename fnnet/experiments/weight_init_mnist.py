@@ -10,8 +10,6 @@ stays at ln 10 = 2.30; Xavier and He start learning at once, He fastest.
 
 from __future__ import annotations
 
-import numpy as np
-
 from fnnet import optimizers
 from fnnet.experiments import _common
 from fnnet.models import multi_layer_net
@@ -21,19 +19,9 @@ LR, BATCH = 0.01, 128
 
 
 def figure(results):
-    plt = _common.pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for name, r in results["inits"].items():
-        loss = np.asarray(r["loss"])
-        ax.plot(np.arange(1, len(loss) + 1), _common.smooth(loss), label=name, lw=1.2)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.set_ylim(0, 2.5)
-    ax.set_title(f"initial weights of a 5-layer ReLU net, MNIST, SGD lr {LR} (figure 6-15)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    curves = {name: r["loss"] for name, r in results["inits"].items()}
+    title = f"initial weights of a 5-layer ReLU net, MNIST, SGD lr {LR} (figure 6-15)"
+    return _common.loss_curves(curves, title, 2.5)
 
 
 @_common.experiment("weight-init-mnist")
@@ -49,11 +37,9 @@ def run(out_dir, *, seed, quick, progress):
                                  progress=progress, desc="initialisations")
     out = {}
     for name, h in histories.items():
-        loss = np.asarray(h["loss"])
-        tail = loss[-max(1, len(loss) // 10):]
-        out[name] = {"loss": loss, "final_loss": float(tail.mean()), "test_acc": h["test_acc"][-1]}
-        _common.say(f"{name:>9}: loss (last tenth) {tail.mean():.4f}, test acc {h['test_acc'][-1]:.4f}",
-                    progress)
+        out[name] = _common.loss_summary(h)
+        _common.say(f"{name:>9}: loss (last tenth) {out[name]['final_loss']:.4f}, "
+                    f"test acc {h['test_acc'][-1]:.4f}", progress)
     results = {"n_train": len(train[0]), "n_test": len(test[0]), "batch_size": BATCH, "lr": LR,
                "iterations": len(out["He"]["loss"]), "inits": out}
     results["figures"] = [_common.save(figure(results), out_dir, "weight_init_mnist.png")]
