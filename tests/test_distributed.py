@@ -62,26 +62,31 @@ def parity(tmp_path_factory):
     return _run_worker(tmp_path_factory.mktemp("parity"), 4, "parity", cases)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["two_layer_net", "multi_layer_net_momentum", "simple_convnet"])
 def test_fit_on_devices_matches_one_device(parity, case):
     for devices, res in parity["models"][case].items():
         _check(f"{case} on {devices} devices", res)
 
 
+@pytest.mark.slow
 def test_fit_on_a_one_device_mesh_is_bit_identical(parity):
     assert parity["models"]["two_layer_net"]["1"]["max_abs_diff"] == 0.0
 
 
+@pytest.mark.slow
 def test_parity_batch_norm_dropout_adam(parity):
     res = parity["models"]["multi_layer_net"]["4"]
     _check("multi_layer_net (adam) on 4 devices", res, exclude=ADAM_BN_NOISE)
     assert set(res["leaf_diff"]) >= ADAM_BN_NOISE
 
 
+@pytest.mark.slow
 def test_compiler_splits_the_batch_and_all_reduces(parity):
     assert parity["hlo"] == {"all_reduce": True, "local_rows": True}
 
 
+@pytest.mark.slow
 def test_random_draws_do_not_depend_on_the_device_count(parity):
     assert parity["random_draws_equal"] is True
 
