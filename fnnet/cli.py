@@ -365,14 +365,11 @@ def _run_info(params_path):
 
 def _eval_three_layer_net(path, x, t):
     """The book's sample_weight.pkl: chapter 3's sigmoid 784-50-100-10 network, forward only."""
-    import numpy as np
-
     from fnnet.io import load_params
-    from fnnet.models import three_layer_net
+    from fnnet.models import batched_accuracy, three_layer_net
 
     params = load_params(path)
-    y = three_layer_net.predict(params, x)
-    return float(np.mean(np.argmax(np.asarray(y), axis=1) == t))
+    return batched_accuracy(lambda xb: three_layer_net.predict(params, xb), x, t, batch_size=1000)
 
 
 def _eval(args, parser):
@@ -429,14 +426,11 @@ def enable_compile_cache() -> str | None:
     if os.environ.get(COMPILE_CACHE_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
         return None
     from fnnet.datasets import default_cache_dir
-    from fnnet.io import temp_file
+    from fnnet.io import ensure_writable_dir
 
     folder = os.path.join(default_cache_dir(), "jax-compile")
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = temp_file(folder, "write-test")
-        os.close(fd)
-        os.unlink(probe)
+        ensure_writable_dir(folder)
     except OSError:
         return None
     import warnings

@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle", "atomic_write",
-    "save_json", "temp_file", "remove_stale_temporaries",
+    "save_json", "temp_file", "remove_stale_temporaries", "ensure_writable_dir",
 ]
 
 TREE_KEY = "__fnnet_tree__"
@@ -85,6 +85,15 @@ def remove_stale_temporaries(folder) -> list:
             except OSError:
                 pass
     return removed
+
+
+def ensure_writable_dir(folder) -> None:
+    """Create `folder` if needed and prove it takes a file (a temporary, removed at once); raises
+    OSError otherwise. Checked before long work, so a bad folder fails first, not at the end."""
+    os.makedirs(folder, exist_ok=True)
+    fd, probe = temp_file(folder, "write-test")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write(path, write) -> None:

@@ -30,9 +30,11 @@ LR, WEIGHT_INIT_STD, ACTIVATION = 0.1, 0.01, "sigmoid"
 def _step(gradient):
     """A jitted SGD step: (params, x, t) -> (new params, loss on the batch after the update)."""
 
+    sgd = optimizers.sgd(lr=LR)
+
     def step(params, x, t):
         grads = gradient(params, x, t, activation=ACTIVATION)
-        params = jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+        params, _ = sgd.update(params, grads, sgd.init(params))  # a constant rate: no state to carry
         return params, two_layer_net.loss(params, x, t, activation=ACTIVATION)
 
     return jax.jit(step)

@@ -14,7 +14,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from fnnet.io import atomic_write, load_params, remove_stale_temporaries, save_params, temp_file
+from fnnet.io import atomic_write, ensure_writable_dir, load_params, remove_stale_temporaries, save_params
 from fnnet.training.checkpoint import checkpoints, load_checkpoint, load_tree, restore_leaves, save_tree
 
 __all__ = ["RunFolderError", "prepare_run_dir", "write_outputs", "load_run_params", "RUN_FILES"]
@@ -33,10 +33,7 @@ def prepare_run_dir(fn, out_dir, *, resume: bool, overwrite: bool) -> None:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunFolderError(f"{fn}: the output folder {out_dir} is a file, not a folder")
     try:
-        os.makedirs(out_dir, exist_ok=True)
-        fd, probe = temp_file(out_dir, "write-test")
-        os.close(fd)
-        os.unlink(probe)
+        ensure_writable_dir(out_dir)
     except OSError as e:
         raise RunFolderError(f"{fn}: cannot write to the output folder {out_dir}: {e.strerror or e}") \
             from None
