@@ -1,9 +1,27 @@
-"""Layers: pure (forward, backward) pairs with explicit caches. See `fnnet.layers.core`."""
+"""Layers: pure (forward, backward) pairs with explicit caches (see `fnnet.layers.core`), and the
+book's layer classes as constructors that know their shapes, stacked by `serial` (see
+`fnnet.layers.compose`)."""
 
-from fnnet.layers.conv import col2im, convolution, im2col, pooling
+from fnnet.layers.compose import (
+    Affine,
+    BatchNormalization,
+    Block,
+    Convolution,
+    Dropout,
+    Flatten,
+    Pooling,
+    Relu,
+    ShapeError,
+    Sigmoid,
+    serial,
+    summary,
+)
+from fnnet.layers.conv import col2im, conv_output_size, convolution, im2col, pooling
 from fnnet.layers.conv_fast import ConvImpl
 from fnnet.layers.core import Layer, add, affine, mul, relu, sigmoid, softmax_with_loss
 from fnnet.layers.normalization import batch_norm, dropout
 
 __all__ = ["Layer", "add", "affine", "mul", "relu", "sigmoid", "softmax_with_loss", "batch_norm", "dropout",
-           "im2col", "col2im", "convolution", "pooling", "ConvImpl"]
+           "im2col", "col2im", "conv_output_size", "convolution", "pooling", "ConvImpl",
+           "Block", "ShapeError", "serial", "summary", "Affine", "Relu", "Sigmoid", "Convolution", "Pooling",
+           "BatchNormalization", "Dropout", "Flatten"]

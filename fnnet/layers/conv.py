@@ -25,7 +25,8 @@ from fnnet._checks import require_images, require_keys, require_ndim, shape_of
 from fnnet.layers import conv_fast
 from fnnet.layers.core import Layer
 
-__all__ = ["im2col", "col2im", "conv_output_size", "convolution", "pooling", "ConvCache", "PoolCache"]
+__all__ = ["im2col", "col2im", "conv_output_size", "output_hw", "convolution", "pooling", "ConvCache",
+           "PoolCache"]
 
 
 def _static_int(fn: str, arg: str, value, minimum: int) -> int:
@@ -43,9 +44,10 @@ def _static_int(fn: str, arg: str, value, minimum: int) -> int:
     return int(value)
 
 
-def conv_output_size(fn: str, input_shape, filter_h: int, filter_w: int, stride: int, pad: int,
-                     what: str = "filter"):
-    """(OH, OW) = ((H + 2P - FH) / S + 1, (W + 2P - FW) / S + 1); a ValueError if not whole."""
+def output_hw(input_shape, filter_h: int, filter_w: int, stride: int, pad: int, what: str = "filter",
+              *, fn: str = "output_hw"):
+    """(OH, OW) = ((H + 2P - FH) / S + 1, (W + 2P - FW) / S + 1) for input (..., H, W); a ValueError
+    naming `fn`, the input shape and the geometry if a size is not whole."""
     h, w = input_shape[-2:]
     out = []
     for axis, size, f in (("height", h, filter_h), ("width", w, filter_w)):
@@ -66,13 +68,24 @@ def conv_output_size(fn: str, input_shape, filter_h: int, filter_w: int, stride:
     return tuple(out)
 
 
+def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: int = 0) -> int:
+    """The book's (input_size + 2*pad - filter_size) / stride + 1, for one spatial side; a
+    ValueError when it is not a whole number >= 1."""
+    fn = "conv_output_size"
+    size = _static_int(fn, "input_size", input_size, 1)
+    f = _static_int(fn, "filter_size", filter_size, 1)
+    s = _static_int(fn, "stride", stride, 1)
+    p = _static_int(fn, "pad", pad, 0)
+    return output_hw((size, size), f, f, s, p, fn=fn)[0]
+
+
 def _check_geometry(fn, x, filter_h, filter_w, stride, pad, what="filter"):
     require_ndim(fn, "x", x, (4,))
     filter_h = _static_int(fn, "filter_h", filter_h, 1)
     filter_w = _static_int(fn, "filter_w", filter_w, 1)
     stride = _static_int(fn, "stride", stride, 1)
     pad = _static_int(fn, "pad", pad, 0)
-    oh, ow = conv_output_size(fn, shape_of(x), filter_h, filter_w, stride, pad, what)
+    oh, ow = output_hw(shape_of(x), filter_h, filter_w, stride, pad, what, fn=fn)
     return filter_h, filter_w, stride, pad, oh, ow
 
 

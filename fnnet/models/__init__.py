@@ -1,16 +1,23 @@
 """Networks as pure functions of parameter dicts.
 
-Each model module keeps the book's functions (`init`, `predict`, `loss`, `accuracy`,
-`gradient`, ...) and also offers `model(input_shape, output_size, **config) -> Model`, the
-uniform view that `fnnet.training` and the CLI use:
+The built-in networks are `serial` stacks of the book's layers (`fnnet.layers.compose`). Each
+model module keeps the book's functions (`init`, `predict`, `loss`, `accuracy`, `gradient`,
+...) and offers `model(input_shape, output_size, **config) -> Model`; a network of your own
+becomes one by `sequential(net, input_shape)` (or `net.model(input_shape)`).
 
-    params, state = m.init(key)
-    scores, state = m.apply(params, state, x, train=False, key=None)
-    loss, grads, state = m.loss_and_grad(params, state, x, t, key)   # hand-written backprop
+The `Model` contract, all that `fnnet.training.fit`, `evaluate`, the experiments and the CLI use:
 
-`state` holds what is not trained by gradients (Batch Norm running statistics); it is `{}`
-for models without any. `input_shape` is the per-sample shape the model expects, e.g.
-(784,) for the fully connected nets or (1, 28, 28) for the convolutional ones.
+    params, state = m.init(key)                                       # dicts of arrays
+    scores, state = m.apply(params, state, x, train=False, key=None)  # x (N,) + m.input_shape
+    loss, grads, state = m.loss_and_grad(params, state, x, t, key)   # training mode, by hand
+    m.input_shape                                                     # per sample: (1, 28, 28), (784,)
+
+- `state` holds what gradients do not train (Batch Norm running statistics), `{}` if nothing;
+  functions return the new state and never keep one.
+- `key` is a `jax.random` key for what is random in training (Dropout); `loss_and_grad` gets a
+  fresh one every step, `apply` with train=False needs none.
+- `grads` has the keys of params; `t` is labels (N,) or one-hot (N, classes); scores are
+  (N, classes) before softmax. Everything is jit-compatible: no Python side effects.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Model", "MODEL_NAMES", "get_model", "batched_accuracy"]
+__all__ = ["Model", "MODEL_NAMES", "get_model", "sequential", "batched_accuracy"]
 
 
 class Model(NamedTuple):
@@ -38,6 +45,50 @@ def get_model(name: str, input_shape: tuple, output_size: int, **config) -> Mode
         raise ValueError(f"get_model: unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     module = importlib.import_module(f"fnnet.models.{name}")
     return module.model(tuple(input_shape), output_size, **config)
+
+
+def sequential(net, input_shape) -> Model:
+    """The `Model` of a layer stack `net` (a `fnnet.layers.Block`, e.g. from `serial`) for inputs of
+    `input_shape` per sample: its last layer's scores plus SoftmaxWithLoss, with the hand-written
+    backward pass. The shapes are checked now: a layer that does not fit raises here, and so does
+    an output that is not one score per class."""
+    import jax
+
+    from fnnet.layers.compose import Block, input_shape_of
+    from fnnet.layers.core import softmax_with_loss
+
+    if not isinstance(net, Block):
+        raise TypeError(f"sequential: net must be a layer Block such as serial(...), "
+                        f"got {type(net).__name__}")
+    input_shape = input_shape_of("sequential", input_shape)
+    out = {}
+
+    def shapes(key):
+        out["shape"], params, state = net.init(key, input_shape)
+        return params, state
+
+    jax.eval_shape(shapes, jax.random.PRNGKey(0))
+    if len(out["shape"]) != 1:
+        raise ValueError(f"sequential: {net.name} gives output {out['shape']} per sample for input "
+                         f"{input_shape}; a classifier ends in one score per class, e.g. Affine(10)")
+
+    def init(key):
+        _, params, state = net.init(key, input_shape)
+        return params, state
+
+    def apply(params, state, x, train=False, key=None):
+        y, _, state = net.forward(params, x.reshape((x.shape[0],) + input_shape), state, train=train, key=key)
+        return y, state
+
+    def loss_and_grad(params, state, x, t, key=None):
+        y, cache, state = net.forward(params, x.reshape((x.shape[0],) + input_shape), state, train=True,
+                                      key=key)
+        value, c = softmax_with_loss.forward({}, y, t)
+        dy, _ = softmax_with_loss.backward(c, 1.0)
+        _, grads = net.backward(cache, dy)
+        return value, grads, state
+
+    return Model(init, apply, loss_and_grad, input_shape)
 
 
 def batched_accuracy(predict: Callable, x, t, batch_size: int = 100) -> float:
