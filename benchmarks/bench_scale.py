@@ -65,7 +65,7 @@ def time_model(name, devices, steps, repeats):
     model = get_model(name, shape, 10)
     optimizer = optimizers.adam(lr=0.001)
     mesh = distributed.make_mesh(devices)
-    distributed.check_batch("bench_scale", BATCH, mesh)
+    distributed.check_batch(BATCH, mesh, fn="bench_scale")
     run = distributed.shard_chunk(make_chunk(model, optimizer), mesh)
     params, state = model.init(jax.random.PRNGKey(0))
     carry = distributed.put_replicated((params, state, optimizer.init(params)), mesh)

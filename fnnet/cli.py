@@ -401,7 +401,7 @@ def _eval(args, parser):
     model = _build_model(args.model, cfg, dataset, parser)
     params, state = model.init(jax.random.PRNGKey(0))
     try:
-        params, state = load_run_params("fnnet eval", path, params, state)
+        params, state = load_run_params(path, params, state, fn="fnnet eval")
     except CheckpointError:
         raise
     except ValueError as e:

@@ -1,7 +1,7 @@
 """Data parallelism over a one-axis device mesh named 'data', on one process or many.
 
     mesh = make_mesh(4)                            # None keeps the single-device path unchanged
-    check_batch("fit", batch_size, mesh)
+    check_batch(batch_size, mesh)
     run = shard_chunk(chunk, mesh)                 # chunk(params, state, opt_state, x, t, idx, keys)
     params, state, opt_state, x, t = put_replicated((params, state, opt_state, x, t), mesh)
     idx, keys = put_sharded(idx, mesh, axis=1), put_replicated(keys, mesh)
@@ -65,9 +65,10 @@ ENV_PROCESS_ID = "FNNET_PROCESS_ID"
 # ----------------------------------------------------------------------------- the mesh
 
 
-def make_mesh(devices, fn: str = "make_mesh") -> Mesh | None:
+def make_mesh(devices, *, fn: str = "make_mesh") -> Mesh | None:
     """A one-axis Mesh named 'data' from None (-> None: one device, no mesh), an int N (the first N
-    of jax.devices()), 'all', a list of devices, or a Mesh whose one axis is named 'data'."""
+    of jax.devices()), 'all', a list of devices, or a Mesh whose one axis is named 'data'. Errors
+    begin with `fn`, the caller's name (`fit` and `evaluate` pass their own)."""
     if devices is None:
         return None
     if isinstance(devices, Mesh):
@@ -135,8 +136,10 @@ def batch_sharding(mesh: Mesh, ndim: int, axis: int = 0) -> NamedSharding:
     return NamedSharding(mesh, P(*([None] * axis), DATA_AXIS))
 
 
-def check_batch(fn: str, batch_size: int, mesh: Mesh | None, name: str = "batch_size") -> None:
-    """Raise ValueError when the devices of the mesh do not divide the batch size."""
+def check_batch(batch_size: int, mesh: Mesh | None, name: str = "batch_size", *,
+                fn: str = "check_batch") -> None:
+    """Raise ValueError when the devices of the mesh do not divide the batch size; the message
+    begins with `fn` (the caller's name) and calls the size `name`."""
     d = device_count(mesh)
     if batch_size % d:
         lo, hi = batch_size // d * d, -(-batch_size // d) * d
@@ -225,7 +228,7 @@ def put_sharded(array, mesh: Mesh | None, axis: int = 0):
     if mesh is None:
         return jnp.array(array)
     shape = np.shape(array)
-    check_batch("put_sharded", shape[axis], mesh, name=f"axis {axis} of shape {shape}: length")
+    check_batch(shape[axis], mesh, name=f"axis {axis} of shape {shape}: length", fn="put_sharded")
     return _put(array, batch_sharding(mesh, np.ndim(array), axis))
 
 
@@ -259,7 +262,8 @@ def put_local(local, mesh: Mesh | None, axis: int = 0, size: int | None = None):
         return jnp.array(local)
     shape = list(local.shape)
     shape[axis] = local.shape[axis] * jax.process_count() if size is None else int(size)
-    check_batch("put_local", shape[axis], mesh, name=f"axis {axis} of global shape {tuple(shape)}: length")
+    check_batch(shape[axis], mesh, name=f"axis {axis} of global shape {tuple(shape)}: length",
+                fn="put_local")
     mine = process_slice(mesh, shape[axis], axis, local.ndim)
     if mine.stop - mine.start != local.shape[axis]:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Check a hand-written backward pass three ways (chapter 5's gradient check, for any layer).
 
     report = check_layer(layer, params, x)
-    print(report)            # the largest relative error per argument, and whether it passed
+    print(report)            # the largest error per argument, the tolerances, and whether it passed
     assert report.passed
 
 `layer` is anything in fnnet's layer form (see `fnnet.layers.core`):
@@ -9,15 +9,19 @@
     y, cache = layer.forward(params, *inputs, **kwargs)
     dx, grads = layer.backward(cache, dy)
 
+or a `fnnet.layers.compose.Block` (a `serial` net): its forward returns (y, cache, new_state), and
+without a `state=` keyword `check_layer` takes the state from `layer.init(PRNGKey(0), x.shape[1:])`.
 For a random upstream gradient dy, `check_layer` compares `backward` with
-  1. `jax.vjp` of `forward`, in the inputs' own dtype (float32: tolerance 1e-5);
-  2. the jitted `forward`/`backward`, which must give what the eager ones give;
-  3. central differences of sum(forward(...) * dy) in float64 (tolerance 1e-7).
+  1. `jax.vjp` of `forward`, in the inputs' own dtype (float32: tolerance VJP_TOL, floor VJP_ATOL);
+  2. the jitted `forward`/`backward`, which must give what the eager ones give (JIT_RTOL, JIT_ATOL);
+  3. central differences of sum(forward(...) * dy) in float64 (NUM_TOL, floor NUM_ATOL).
 It never raises on a mismatch: it returns a `GradCheckReport` to read or assert on.
 
-The relative error of two arrays is max|a - b| / max(|a| + |b|), one number per argument
-(each entry of params, each floating input). Central differences straddle a kink (ReLU at 0)
-when an input lies within h = 1e-4 of it; keep test inputs away from kinks.
+The error of two arrays is max|a - b| / max(max(|a| + |b|), atol / tol), one number per argument
+(each entry of params, each floating input); it passes when below tol, i.e. when
+max|a - b| < max(tol * max(|a| + |b|), atol). The absolute floor atol lets an exactly-zero gradient
+(a conv bias followed by Batch Norm) pass when both sides are rounding noise. Central differences
+straddle a kink (ReLU at 0) when an input lies within h = 1e-4 of it; keep test inputs away from kinks.
 """
 
 from __future__ import annotations
@@ -30,23 +34,33 @@ import numpy as np
 
 from fnnet.gradient import numerical_gradient
 
-__all__ = ["check_layer", "rel_error", "GradCheckReport", "VJP_TOL", "NUM_TOL", "JIT_RTOL", "JIT_ATOL"]
+__all__ = ["check_layer", "rel_error", "GradCheckReport", "VJP_TOL", "VJP_ATOL", "NUM_TOL", "NUM_ATOL",
+           "JIT_RTOL", "JIT_ATOL"]
 
-VJP_TOL = 1e-5
-NUM_TOL = 1e-7
+# float32 against jax.vjp: 1e-5 is ~100 ulps of relative rounding; the floor 1e-6 (~8 ulps of 1.0) only
+# applies to arguments whose gradient entries are all below 0.1, where a float32 sum of cancelling terms
+# leaves noise of 1e-8..1e-7 (the conv-bias-before-BN case: 7e-9 by hand, 3e-8 by jax).
+VJP_TOL, VJP_ATOL = 1e-5, 1e-6
+# float64 against central differences with h = 1e-4: truncation h**2 * f''' / 6 is ~1e-9 relative, so
+# 1e-7; their rounding error is eps64 * |f| / h ~ 1e-12 * |f|, so the floor 1e-9 leaves room for |f| up
+# to ~1e3 and applies only to arguments whose gradients are all below 0.01.
+NUM_TOL, NUM_ATOL = 1e-7, 1e-9
+# jit against eager, both float32: XLA fuses and reorders sums differently, a few ulps apart.
 JIT_RTOL, JIT_ATOL = 1e-5, 1e-6
 
 
-def _leaf_error(a, b) -> float:
+def _leaf_error(a, b, floor=0.0) -> float:
     a, b = jnp.asarray(a), jnp.asarray(b)
     if a.size == 0:
         return 0.0
-    return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(a) + jnp.abs(b))), 1e-30))
+    scale = float(jnp.max(jnp.abs(a) + jnp.abs(b)))
+    return float(jnp.max(jnp.abs(a - b))) / max(scale, floor, 1e-30)
 
 
-def rel_error(a, b) -> float:
-    """max |a - b| / max(|a| + |b|, tiny) over all leaves of two pytrees of the same structure."""
-    errs = jax.tree_util.tree_map(_leaf_error, a, b)
+def rel_error(a, b, floor: float = 0.0) -> float:
+    """max |a - b| / max(max(|a| + |b|), floor, tiny), the largest over the leaves of two pytrees of
+    the same structure; floor = atol / tol makes `< tol` mean max|a - b| < max(tol * scale, atol)."""
+    errs = jax.tree_util.tree_map(lambda x, y: _leaf_error(x, y, floor), a, b)
     return max(jax.tree_util.tree_leaves(errs), default=0.0)
 
 
@@ -54,19 +68,24 @@ def rel_error(a, b) -> float:
 class GradCheckReport:
     """What `check_layer` measured.
 
-    vjp, numerical: {argument: largest relative error} against jax.vjp and against float64 central
-    differences; arguments are named "params['W']", ... and "x" (one input) or "inputs[i]".
-    jit_error: largest relative difference between jitted and eager outputs; jit_close: whether
-    they agree within rtol JIT_RTOL and atol JIT_ATOL. problems: what kept a comparison from being
-    made (grads not shaped like params, a wrong number of input gradients).
+    vjp, numerical: {argument: largest error} against jax.vjp and against float64 central
+    differences; arguments are named "params['W']", ... (in the order of params) and "x" (one
+    input) or "inputs[i]". jit_error: the same measure between jitted and eager outputs and
+    gradients. Each error is relative with an absolute floor (see the module docstring) and
+    passes below its tol: vjp_tol / vjp_atol, num_tol / num_atol, jit_tol / jit_atol.
+    problems: what kept a comparison from being made (grads not shaped like params, a wrong
+    number of input gradients).
     """
 
     vjp: dict
     numerical: dict
     jit_error: float
-    jit_close: bool
     vjp_tol: float = VJP_TOL
+    vjp_atol: float = VJP_ATOL
     num_tol: float = NUM_TOL
+    num_atol: float = NUM_ATOL
+    jit_tol: float = JIT_RTOL
+    jit_atol: float = JIT_ATOL
     problems: tuple = ()
 
     @property
@@ -78,13 +97,18 @@ class GradCheckReport:
         return max(self.numerical.values(), default=0.0)
 
     @property
+    def jit_close(self) -> bool:
+        """Whether jitted and eager agree: jit_error below jit_tol (the number the report prints)."""
+        return self.jit_error < self.jit_tol
+
+    @property
     def failures(self) -> list:
         """One line per failed comparison; empty when the check passed."""
         out = list(self.problems)
         if self.err_vjp >= self.vjp_tol:
             out.append(f"backward vs jax.vjp: relative error {self.err_vjp:.3g} >= {self.vjp_tol:g}")
         if not self.jit_close:
-            out.append(f"jit vs eager: relative difference {self.jit_error:.3g}")
+            out.append(f"jit vs eager: relative difference {self.jit_error:.3g} >= {self.jit_tol:g}")
         if self.err_num >= self.num_tol:
             out.append(f"backward vs numerical (float64): relative error {self.err_num:.3g} "
                        f">= {self.num_tol:g}")
@@ -95,14 +119,16 @@ class GradCheckReport:
         return not self.failures
 
     def __str__(self) -> str:
-        width = max([len("argument")] + [len(k) for k in self.vjp])
+        width = max([len("relative tol")] + [len(k) for k in self.vjp])
         lines = [f"{'argument':<{width}}  {'vs jax.vjp':>10}  {'vs numerical':>12}"]
         for name in self.vjp:
             num = self.numerical.get(name, np.nan)
             lines.append(f"{name:<{width}}  {self.vjp[name]:>10.2e}  {num:>12.2e}")
-        lines.append(f"{'tolerance':<{width}}  {self.vjp_tol:>10.0e}  {self.num_tol:>12.0e}")
+        lines.append(f"{'relative tol':<{width}}  {self.vjp_tol:>10.0e}  {self.num_tol:>12.0e}")
+        lines.append(f"{'absolute tol':<{width}}  {self.vjp_atol:>10.0e}  {self.num_atol:>12.0e}")
         same = "yes" if self.jit_close else "no"
-        lines.append(f"jit == eager: {same} (relative difference {self.jit_error:.1e})")
+        lines.append(f"jit == eager: {same} (difference {self.jit_error:.2e}; tolerance relative "
+                     f"{self.jit_tol:.0e}, absolute {self.jit_atol:.0e})")
         lines.extend(self.failures or ["passed"])
         return "\n".join(lines)
 
@@ -115,28 +141,51 @@ def _to64(tree):
     return jax.tree_util.tree_map(cast, tree)
 
 
-def _named_errors(names_and_pairs) -> dict:
-    return {name: _leaf_error(a, b) for name, a, b in names_and_pairs}
+def _arrays_to64(tree):
+    """The floating arrays in tree (a state dict, ...) as float64; Python numbers, keys and other
+    leaves (stride, pad, train, impl) as they are."""
+
+    def cast(x):
+        if isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.asarray(x, jnp.float64)
+        return x
+
+    return jax.tree_util.tree_map(cast, tree)
 
 
-def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, num_tol=NUM_TOL,
+def _floor(tol, atol) -> float:
+    if not (tol > 0 and atol >= 0):
+        raise ValueError(f"check_layer: tolerances must be > 0 and absolute ones >= 0, got {tol!r}, {atol!r}")
+    return atol / tol
+
+
+def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, vjp_atol=VJP_ATOL,
+                num_tol=NUM_TOL, num_atol=NUM_ATOL, jit_tol=JIT_RTOL, jit_atol=JIT_ATOL,
                 **kwargs) -> GradCheckReport:
     """Compare `layer.backward` with jax.vjp, with its jitted self and with float64 numerical
     differentiation, for params (a dict of arrays, {} if none) and the positional `inputs`.
 
     Only floating inputs are differentiated (integer labels pass through); `nondiff` lists the
     positions of floating inputs that are data, not variables (e.g. one-hot targets). `kwargs` go
-    to `layer.forward` (stride, pad, train, ...). A forward that returns a third value (new state)
-    is fine: only (y, cache) matter. dy ~ N(0, 1) from PRNGKey(dy_seed). Returns a
-    `GradCheckReport`; `report.passed` is False when an error reaches its tolerance.
+    to `layer.forward` (stride, pad, state, train, key, ...), the same in all three passes, so a
+    Dropout key gives one mask; the float64 pass casts their floating arrays (a state) to float64.
+    A forward that returns a third value (new state) is fine: only (y, cache) matter. A Block
+    (anything with `init`) given no `state=` gets the one its init makes for inputs[0]'s shape.
+    dy ~ N(0, 1) from PRNGKey(dy_seed). Returns a `GradCheckReport`; `report.passed` is False when
+    an error reaches its tolerance (see the module docstring for the error and the tolerances).
     """
+    vjp_floor, num_floor, jit_floor = _floor(vjp_tol, vjp_atol), _floor(num_tol, num_atol), \
+        _floor(jit_tol, jit_atol)
+    if hasattr(layer, "init") and "state" not in kwargs and inputs:
+        kwargs["state"] = layer.init(jax.random.PRNGKey(0), jnp.shape(inputs[0])[1:])[2]
     floating = [jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) for x in inputs]
     diff_idx = [i for i, f in enumerate(floating) if f and i not in nondiff]
     in_names = ["x"] if len(inputs) == 1 else [f"inputs[{i}]" for i in range(len(inputs))]
+    order = {k: n for n, k in enumerate(params)} if isinstance(params, dict) else {}
     problems = []
 
-    def fwd(p, *xs):
-        return layer.forward(p, *xs, **kwargs)[:2]
+    def fwd(p, *xs, kw=kwargs):
+        return layer.forward(p, *xs, **kw)[:2]
 
     def with_diff(base, fx):
         xs = list(base)
@@ -151,8 +200,12 @@ def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, 
             dxs = tuple(dxs[i] for i in diff_idx)
         return dxs
 
+    def in_params_order(path):
+        return order.get(getattr(path[0], "key", None), len(order)) if path else 0
+
     def pairs(grads, dxs, ref_grads, ref_dxs):
-        """[(argument, backward, reference)]; problems are noted and their arguments left out."""
+        """[(argument, backward, reference)], params in the order of their keys in params (W1, b1,
+        gamma1, ... for a serial net); problems are noted and their arguments left out."""
         out = []
         g_paths = jax.tree_util.tree_flatten_with_path(grads)[0]
         r_leaves, r_def = jax.tree_util.tree_flatten(ref_grads)
@@ -162,8 +215,8 @@ def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, 
             problems.append(f"backward's grads {jax.tree_util.tree_map(jnp.shape, grads)} do not match "
                             f"params {jax.tree_util.tree_map(jnp.shape, ref_grads)}")
         else:
-            out += [(f"params{jax.tree_util.keystr(path)}", g, r)
-                    for (path, g), r in zip(g_paths, r_leaves, strict=True)]
+            ordered = sorted(zip(g_paths, r_leaves, strict=True), key=lambda pr: in_params_order(pr[0][0]))
+            out += [(f"params{jax.tree_util.keystr(path)}", g, r) for (path, g), r in ordered]
         if len(dxs) != len(ref_dxs):
             problems.append(f"backward returned {len(dxs)} input gradient(s) for "
                             f"{len(ref_dxs)} differentiable input(s)")
@@ -176,13 +229,16 @@ def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, 
                     out.append((in_names[i], d, r))
         return out
 
+    def errors(named, floor):
+        return {name: _leaf_error(a, b, floor) for name, a, b in named}
+
     # 1. backward against jax.vjp, in the inputs' dtype.
     y, cache = fwd(params, *inputs)
     dy = jax.random.normal(jax.random.PRNGKey(dy_seed), jnp.shape(y), jnp.asarray(y).dtype)
     dx, grads = layer.backward(cache, dy)
     _, vjp = jax.vjp(lambda p, *fx: fwd(p, *with_diff(inputs, fx))[0], params, *[inputs[i] for i in diff_idx])
     ref = vjp(dy)
-    vjp_errors = _named_errors(pairs(grads, input_grads(dx), ref[0], ref[1:]))
+    vjp_errors = errors(pairs(grads, input_grads(dx), ref[0], ref[1:]), vjp_floor)
 
     # 2. jitted against eager.
     jit_y, jit_cache = jax.jit(fwd)(params, *inputs)
@@ -190,19 +246,21 @@ def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, 
     eager = jax.tree_util.tree_leaves((y, dx, grads))
     jitted = jax.tree_util.tree_leaves((jit_y, jit_dx, jit_grads))
     if len(eager) != len(jitted):
-        jit_error, jit_close = float("inf"), False
+        jit_error = float("inf")
     else:
-        jit_error = max((_leaf_error(a, b) for a, b in zip(jitted, eager, strict=True)), default=0.0)
-        jit_close = all(np.allclose(np.asarray(a), np.asarray(b), rtol=JIT_RTOL, atol=JIT_ATOL)
-                        for a, b in zip(jitted, eager, strict=True))
+        jit_error = max((_leaf_error(a, b, jit_floor) for a, b in zip(jitted, eager, strict=True)),
+                        default=0.0)
 
     # 3. backward against central differences, everything in float64.
     with jax.enable_x64(True):
-        p64, in64, dy64 = _to64(params), _to64(list(inputs)), jnp.asarray(dy, jnp.float64)
+        p64, in64, dy64, kw64 = _to64(params), _to64(list(inputs)), jnp.asarray(dy, jnp.float64), \
+            _arrays_to64(kwargs)
         fx64 = tuple(in64[i] for i in diff_idx)
-        dx64, grads64 = layer.backward(fwd(p64, *in64)[1], dy64)
-        num = numerical_gradient(lambda z: jnp.sum(fwd(z[0], *with_diff(in64, z[1]))[0] * dy64), (p64, fx64))
-        num_errors = _named_errors(pairs(grads64, input_grads(dx64), num[0], num[1]))
+        dx64, grads64 = layer.backward(fwd(p64, *in64, kw=kw64)[1], dy64)
+        num = numerical_gradient(lambda z: jnp.sum(fwd(z[0], *with_diff(in64, z[1]), kw=kw64)[0] * dy64),
+                                 (p64, fx64))
+        num_errors = errors(pairs(grads64, input_grads(dx64), num[0], num[1]), num_floor)
 
-    return GradCheckReport(vjp_errors, num_errors, jit_error, jit_close, vjp_tol, num_tol,
-                           tuple(dict.fromkeys(problems)))
+    return GradCheckReport(vjp_errors, num_errors, jit_error, vjp_tol=vjp_tol, vjp_atol=vjp_atol,
+                           num_tol=num_tol, num_atol=num_atol, jit_tol=jit_tol, jit_atol=jit_atol,
+                           problems=tuple(dict.fromkeys(problems)))

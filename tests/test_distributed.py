@@ -169,17 +169,17 @@ def test_make_mesh_errors():
 
 
 def test_indivisible_batch_size():
-    distributed.check_batch("fit", 7, distributed.make_mesh(1))
-    distributed.check_batch("fit", 7, None)
+    distributed.check_batch(7, distributed.make_mesh(1), fn="fit")
+    distributed.check_batch(7, None)
 
     class Four:  # check_batch reads only the device count
         shape = {"data": 4}
 
     with pytest.raises(ValueError, match=r"fit: batch_size 30 is not divisible by the 4 devices.*28 or 32"):
-        distributed.check_batch("fit", 30, Four())
-    with pytest.raises(ValueError, match=r"batch_size 3 is not divisible by the 4 devices .* \(e\.g\. 4\)"):
-        distributed.check_batch("fit", 3, Four())
-    distributed.check_batch("fit", 32, Four())
+        distributed.check_batch(30, Four(), fn="fit")
+    with pytest.raises(ValueError, match=r"^check_batch: batch_size 3 is not divisible .* \(e\.g\. 4\)"):
+        distributed.check_batch(3, Four())
+    distributed.check_batch(32, Four())
 
 
 def test_indivisible_batch_size_in_a_subprocess(tmp_path):
@@ -187,7 +187,7 @@ def test_indivisible_batch_size_in_a_subprocess(tmp_path):
         "import numpy as np\n"
         "from fnnet import distributed\n"
         "mesh = distributed.make_mesh(4)\n"
-        "for f in (lambda: distributed.check_batch('fit', 30, mesh),\n"
+        "for f in (lambda: distributed.check_batch(30, mesh, fn='fit'),\n"
         "          lambda: distributed.put_sharded(np.zeros((2, 30), 'int32'), mesh, axis=1)):\n"
         "    try:\n"
         "        f()\n"

@@ -18,6 +18,7 @@ from fnnet.training import (
     evaluate,
     fit,
     load_checkpoint,
+    load_run_params,
 )
 
 
@@ -212,6 +213,26 @@ def test_a_folder_holding_a_run_is_refused_without_resume_or_overwrite(small, tm
 
     chex.assert_trees_all_equal(load_params(tmp_path / "params.npz"), second.params)
     assert not np.array_equal(np.asarray(first.params["W1"]), np.asarray(second.params["W1"]))
+
+
+def test_load_run_params_takes_what_a_user_has(small, tmp_path):
+    r = run(small, 1, out_dir=tmp_path)
+    params, state = noisy_counting().init(jax.random.PRNGKey(7))  # fresh, as a user would have them
+    for path in (tmp_path / "params.npz", str(tmp_path / "checkpoint-0001.ckpt")):
+        got_params, got_state = load_run_params(path, params, state)
+        chex.assert_trees_all_equal(got_params, r.params)
+        chex.assert_trees_all_equal(got_state, r.state)
+    other, other_state = noisy_counting(32).init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"^load_run_params: .*params\.npz: W1 has shape \(64, 20\) "
+                                         r"but the model needs \(32, 20\)"):
+        load_run_params(tmp_path / "params.npz", other, other_state)
+    with pytest.raises(CheckpointError, match=r"^load_run_params: checkpoint .* params array 0 is "
+                                              r"float32\(64, 20\)"):
+        load_run_params(tmp_path / "checkpoint-0001.ckpt", other, other_state)
+    with pytest.raises(ValueError, match=r"^fnnet eval: .*W1 has shape"):
+        load_run_params(tmp_path / "params.npz", other, other_state, fn="fnnet eval")
+    with pytest.raises(TypeError):  # the caller's name is keyword-only, never the first argument
+        load_run_params("fnnet eval", tmp_path / "params.npz", params, state)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(small, tmp_path):

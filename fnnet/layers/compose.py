@@ -92,7 +92,7 @@ def _pair(fn, name, v):
     return v, v
 
 
-def input_shape_of(fn, shape) -> tuple:
+def input_shape_of(shape, *, fn: str = "input_shape_of") -> tuple:
     """A per-sample shape as a tuple of positive ints (no batch axis)."""
     try:
         shape = tuple(shape)
@@ -109,7 +109,7 @@ def _leaf(name, init_shapes, forward, backward, kind="", param_names=(), state_n
     """A Block whose init checks the shape and names itself in a ShapeError."""
 
     def init(key, input_shape):
-        shape = input_shape_of(name, input_shape)
+        shape = input_shape_of(input_shape, fn=name)
         try:
             return init_shapes(key, shape)
         except ShapeError as e:
@@ -138,17 +138,17 @@ def _images(shape, what):
 # The book's layers
 
 
-def Affine(out: int, weight_init_std="he") -> Block:
+def Affine(out: int, weight_init_std="he", dtype=jnp.float32) -> Block:
     """y = x.reshape(N, -1) @ W + b (flattening its input as the book's Affine does).
     params W (D, out) ~ weight_std(weight_init_std, D) * N(0, 1), b = 0; weight_init_std is a std
-    (the book's 0.01) or 'he' / 'xavier'."""
+    (the book's 0.01) or 'he' / 'xavier'; dtype that of the params."""
     out = _positive_int("Affine", "out", out)
     weight_std(weight_init_std, 1)  # an unknown rule fails here, not at init
 
     def init(key, shape):
         d = math.prod(shape)
-        W = weight_std(weight_init_std, d) * jax.random.normal(key, (d, out), jnp.float32)
-        return (out,), {"W": W, "b": jnp.zeros(out, jnp.float32)}, {}
+        W = weight_std(weight_init_std, d) * jax.random.normal(key, (d, out), dtype)
+        return (out,), {"W": W, "b": jnp.zeros(out, dtype)}, {}
 
     return _leaf(f"Affine {out}", init, _stateless(affine), affine.backward, "weights", ("W", "b"))
 
@@ -171,7 +171,7 @@ def Sigmoid() -> Block:
 
 
 def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_std="he",
-                impl=None) -> Block:
+                impl=None, dtype=jnp.float32) -> Block:
     """`filters` filters of size x size (or (FH, FW)) over NCHW input, through im2col.
     params W (filters, C, FH, FW) ~ weight_std(weight_init_std, C*FH*FW) * N(0, 1), b = 0.
     impl: None or 'fast' (the fast layout for JAX's default backend), 'reference' (the book's
@@ -191,8 +191,8 @@ def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_s
         c, h, w = _images(shape, "put it first, or load the data unflattened")
         oh, ow = _fits(shape, fh, fw, stride, pad, "filter")
         std = weight_std(weight_init_std, c * fh * fw)
-        W = std * jax.random.normal(key, (filters, c, fh, fw), jnp.float32)
-        return (filters, oh, ow), {"W": W, "b": jnp.zeros(filters, jnp.float32)}, {}
+        W = std * jax.random.normal(key, (filters, c, fh, fw), dtype)
+        return (filters, oh, ow), {"W": W, "b": jnp.zeros(filters, dtype)}, {}
 
     def forward(params, x, state=None, *, train=False, key=None):
         y, cache = convolution.forward(params, x, stride=stride, pad=int(pad), impl=conv_fast.resolve(impl))
@@ -235,7 +235,7 @@ def Pooling(size, stride=None, mode: str = "max", pad: int = 0) -> Block:
     return _leaf(name, init, forward, pooling.backward)
 
 
-def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS) -> Block:
+def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS, dtype=jnp.float32) -> Block:
     """Batch Normalization with statistics per index of `axis` (counted with the batch axis 0).
 
     axis=1 (the default): per feature of flat (N, D) input, per channel of (N, C, H, W) input
@@ -260,7 +260,7 @@ def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS) -> Bl
     def init(key, shape):
         if axes[-1] > len(shape):
             raise ShapeError("", f"has no axis {axes[-1]} in input {shape} (axis counts the batch as 0)")
-        params, state = init_batch_norm(math.prod(shape[a - 1] for a in axes))
+        params, state = init_batch_norm(math.prod(shape[a - 1] for a in axes), dtype)
         return shape, params, state
 
     def forward(params, x, state=None, *, train=False, key=None):
@@ -375,7 +375,7 @@ def serial(*layers) -> Block:
     state_names = [n + s for c, s in zip(children, plan, strict=True) for n in c.state_names]
 
     def init(key, input_shape):
-        shape = input_shape_of("serial", input_shape)
+        shape = input_shape_of(input_shape, fn="serial")
         wkeys = list(jax.random.split(key, n_weights)) if n_weights else []
         params, state = {}, {}
         for pos, (child, suffix) in enumerate(zip(children, plan, strict=True), start=1):
@@ -422,7 +422,7 @@ def serial(*layers) -> Block:
 
 def summary(net: Block, input_shape) -> str:
     """One line per layer: its position, name, output shape and parameter names (a printed table)."""
-    shape = input_shape_of("summary", input_shape)
+    shape = input_shape_of(input_shape, fn="summary")
     children = net.layers or (net,)
     plan = _plan(children)
     lines = [f"{'':>3}  {'layer':<28} {'output':<16} params", f"{'':>3}  {'input':<28} {str(shape):<16}"]

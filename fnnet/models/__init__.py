@@ -26,7 +26,7 @@ import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Model", "MODEL_NAMES", "get_model", "sequential", "batched_accuracy"]
+__all__ = ["Model", "MODEL_NAMES", "get_model", "sequential", "net_loss_and_grad", "batched_accuracy"]
 
 
 class Model(NamedTuple):
@@ -54,20 +54,22 @@ def sequential(net, input_shape) -> Model:
     an output that is not one score per class."""
     import jax
 
-    from fnnet.layers.compose import Block, input_shape_of
-    from fnnet.layers.core import softmax_with_loss
+    from fnnet.layers.compose import Block, ShapeError, input_shape_of
 
     if not isinstance(net, Block):
         raise TypeError(f"sequential: net must be a layer Block such as serial(...), "
                         f"got {type(net).__name__}")
-    input_shape = input_shape_of("sequential", input_shape)
+    input_shape = input_shape_of(input_shape, fn="sequential")
     out = {}
 
     def shapes(key):
         out["shape"], params, state = net.init(key, input_shape)
         return params, state
 
-    jax.eval_shape(shapes, jax.random.PRNGKey(0))
+    try:
+        jax.eval_shape(shapes, jax.random.PRNGKey(0))
+    except ShapeError as e:  # raised while tracing: drop the note JAX appends
+        raise ShapeError(str(e).splitlines()[0], e.detail) from None
     if len(out["shape"]) != 1:
         raise ValueError(f"sequential: {net.name} gives output {out['shape']} per sample for input "
                          f"{input_shape}; a classifier ends in one score per class, e.g. Affine(10)")
@@ -81,14 +83,21 @@ def sequential(net, input_shape) -> Model:
         return y, state
 
     def loss_and_grad(params, state, x, t, key=None):
-        y, cache, state = net.forward(params, x.reshape((x.shape[0],) + input_shape), state, train=True,
-                                      key=key)
-        value, c = softmax_with_loss.forward({}, y, t)
-        dy, _ = softmax_with_loss.backward(c, 1.0)
-        _, grads = net.backward(cache, dy)
-        return value, grads, state
+        return net_loss_and_grad(net, params, state, x.reshape((x.shape[0],) + input_shape), t, key=key)
 
     return Model(init, apply, loss_and_grad, input_shape)
+
+
+def net_loss_and_grad(net, params, state, x, t, *, train=True, key=None):
+    """(loss, grads, new state) of a layer stack with SoftmaxWithLoss on top, by hand: `net.forward`,
+    the loss, then `net.backward` from dout = 1 (the book's TwoLayerNet.gradient for any net)."""
+    from fnnet.layers.core import softmax_with_loss
+
+    y, cache, state = net.forward(params, x, state, train=train, key=key)
+    value, c = softmax_with_loss.forward({}, y, t)
+    dy, _ = softmax_with_loss.backward(c, 1.0)
+    _, grads = net.backward(cache, dy)
+    return value, grads, state
 
 
 def batched_accuracy(predict: Callable, x, t, batch_size: int = 100) -> float:

@@ -12,20 +12,22 @@ He initialisation, sqrt(2 / fan_in), with the book's fan-ins (C*3*3 for the conv
 for affine7, hidden for affine8). `conv_impl` (a static `ConvImpl`) says how the convolutions
 run: the book's im2col in the functions below unless given; `model` resolves the fast layout for
 JAX's default backend once, when it builds the Model.
+
+The network is `net(...)`, a `serial` stack of the book's layers; the functions below are thin
+wrappers around it. Its two Dropout layers take the two keys of `jax.random.split(key)`.
 """
 
 from __future__ import annotations
 
-import jax
+import functools
+
 import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
-from fnnet._checks import require_images, require_keys
-from fnnet.layers import conv_fast
-from fnnet.layers.conv import conv_output_size, convolution, pooling
-from fnnet.layers.core import affine, relu, softmax_with_loss
-from fnnet.layers.normalization import dropout
-from fnnet.models import Model, batched_accuracy
+from fnnet._checks import require_images, require_keys, shape_of
+from fnnet.layers import Affine, Convolution, Dropout, Pooling, Relu, conv_fast, serial
+from fnnet.layers.core import softmax_with_loss
+from fnnet.models import Model, batched_accuracy, net_loss_and_grad, sequential
 
 FILTERS = (16, 16, 32, 32, 64, 64)
 PADS = (1, 1, 1, 2, 1, 1)
@@ -35,16 +37,17 @@ DROPOUT_RATIO = 0.5
 KEYS = tuple(f"{p}{i}" for i in range(1, 9) for p in ("W", "b"))
 
 
-def feature_shape(input_dim):
-    """(C, H, W) after the last pooling for input (C, H, W); a ValueError naming the layer if a
-    size is not whole (e.g. 8x8 inputs do not fit this network)."""
-    c, h, w = (int(d) for d in input_dim)
-    for i, (fn_, pad) in enumerate(zip(FILTERS, PADS, strict=True), start=1):
-        h, w = conv_output_size(f"deep_convnet (conv{i})", (c, h, w), FILTER_SIZE, FILTER_SIZE, 1, pad)
-        c = fn_
+@functools.lru_cache(maxsize=16)
+def net(hidden_size=50, output_size=10, conv_impl=None, dtype=jnp.float32):
+    """serial(6 x [Convolution 3x3 - Relu (- Pooling 2x2)], Affine(hidden_size), Relu, Dropout,
+    Affine(output_size), Dropout), all with He initialisation: params W1, b1, ..., W8, b8."""
+    layers = []
+    for i, (filters, pad) in enumerate(zip(FILTERS, PADS, strict=True), start=1):
+        layers += [Convolution(filters, FILTER_SIZE, 1, pad, "he", conv_impl, dtype), Relu()]
         if i in POOL_AFTER:
-            h, w = conv_output_size(f"deep_convnet (pool after conv{i})", (c, h, w), 2, 2, 2, 0, "window")
-    return c, h, w
+            layers.append(Pooling(2, stride=2))
+    return serial(*layers, Affine(hidden_size, "he", dtype), Relu(), Dropout(DROPOUT_RATIO),
+                  Affine(output_size, "he", dtype), Dropout(DROPOUT_RATIO))
 
 
 def init(key, input_dim=(1, 28, 28), hidden_size=50, output_size=10, dtype=jnp.float32):
@@ -52,21 +55,7 @@ def init(key, input_dim=(1, 28, 28), hidden_size=50, output_size=10, dtype=jnp.f
     input_dim = tuple(int(d) for d in input_dim)
     if len(input_dim) != 3:
         raise ValueError(f"deep_convnet.init: input_dim must be (C, H, W), got {input_dim}")
-    fc, fh, fw = feature_shape(input_dim)
-    flat = fc * fh * fw
-    keys = jax.random.split(key, 8)
-    params = {}
-    pre = input_dim[0]
-    for i, fn_ in enumerate(FILTERS, start=1):
-        scale = (2.0 / (pre * FILTER_SIZE * FILTER_SIZE)) ** 0.5
-        params[f"W{i}"] = scale * jax.random.normal(keys[i - 1], (fn_, pre, FILTER_SIZE, FILTER_SIZE), dtype)
-        params[f"b{i}"] = jnp.zeros(fn_, dtype)
-        pre = fn_
-    params["W7"] = (2.0 / flat) ** 0.5 * jax.random.normal(keys[6], (flat, hidden_size), dtype)
-    params["b7"] = jnp.zeros(hidden_size, dtype)
-    params["W8"] = (2.0 / hidden_size) ** 0.5 * jax.random.normal(keys[7], (hidden_size, output_size), dtype)
-    params["b8"] = jnp.zeros(output_size, dtype)
-    return params
+    return net(hidden_size, output_size, dtype=dtype).init(key, input_dim)[1]
 
 
 def _check(fn, params, x, train, key):
@@ -76,43 +65,22 @@ def _check(fn, params, x, train, key):
         raise ValueError(f"{fn}: train=True needs a jax.random key for dropout (key=None given)")
 
 
-def _forward(params, x, train, key, conv_impl):
-    caches = []
-    h = x
-    for i, pad in enumerate(PADS, start=1):
-        conv = {"W": params[f"W{i}"], "b": params[f"b{i}"]}
-        h, c = convolution.forward(conv, h, stride=1, pad=pad, impl=conv_impl)
-        caches.append(c)
-        h, c = relu.forward({}, h)
-        caches.append(c)
-        if i in POOL_AFTER:
-            h, c = pooling.forward({}, h, 2, 2, stride=2)
-            caches.append(c)
-    k1, k2 = jax.random.split(key) if train else (None, None)
-    h, c = affine.forward({"W": params["W7"], "b": params["b7"]}, h)
-    caches.append(c)
-    h, c = relu.forward({}, h)
-    caches.append(c)
-    h, c = dropout.forward({}, h, key=k1, ratio=DROPOUT_RATIO, train=train)
-    caches.append(c)
-    h, c = affine.forward({"W": params["W8"], "b": params["b8"]}, h)
-    caches.append(c)
-    y, c = dropout.forward({}, h, key=k2, ratio=DROPOUT_RATIO, train=train)
-    caches.append(c)
-    return y, caches
+def _net_of(params, conv_impl):
+    """The net that params (already checked) belong to."""
+    return net(shape_of(params["W7"])[1], shape_of(params["W8"])[1], conv_impl)
 
 
 def predict(params, x, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
     """Scores (N, out) before softmax for x (N, C, H, W); train=True applies dropout with `key`."""
     x = jnp.asarray(x)
     _check("deep_convnet.predict", params, x, train, key)
-    return _forward(params, x, train, key, conv_impl)[0]
+    return _net_of(params, conv_impl).forward(params, x, train=train, key=key)[0]
 
 
 def loss(params, x, t, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
     x = jnp.asarray(x)
     _check("deep_convnet.loss", params, x, train, key)
-    y, _ = _forward(params, x, train, key, conv_impl)
+    y = _net_of(params, conv_impl).forward(params, x, train=train, key=key)[0]
     return softmax_with_loss.forward({}, y, jnp.asarray(t))[0]
 
 
@@ -125,25 +93,9 @@ def loss_and_gradient(params, x, t, key=None, train=True, *, conv_impl=conv_fast
     """Loss and hand-written backprop; train=True (the default) applies dropout with `key`."""
     x = jnp.asarray(x)
     _check("deep_convnet.gradient", params, x, train, key)
-    y, caches = _forward(params, x, train, key, conv_impl)
-    value, cl = softmax_with_loss.forward({}, y, jnp.asarray(t))
-    d, _ = softmax_with_loss.backward(cl, 1.0)
-    caches = list(caches)
-    grads = {}
-    d, _ = dropout.backward(caches.pop(), d)
-    d, g = affine.backward(caches.pop(), d)
-    grads["W8"], grads["b8"] = g["W"], g["b"]
-    d, _ = dropout.backward(caches.pop(), d)
-    d, _ = relu.backward(caches.pop(), d)
-    d, g = affine.backward(caches.pop(), d)
-    grads["W7"], grads["b7"] = g["W"], g["b"]
-    for i in range(len(PADS), 0, -1):
-        if i in POOL_AFTER:
-            d, _ = pooling.backward(caches.pop(), d)
-        d, _ = relu.backward(caches.pop(), d)
-        d, g = convolution.backward(caches.pop(), d)
-        grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
-    return value, {k: grads[k] for k in KEYS}
+    stack = _net_of(params, conv_impl)
+    value, grads, _ = net_loss_and_grad(stack, params, {}, x, jnp.asarray(t), train=train, key=key)
+    return value, grads
 
 
 def gradient(params, x, t, key=None, train=True, *, conv_impl=conv_fast.REFERENCE):
@@ -166,18 +118,4 @@ def model(input_shape, output_size, *, hidden_size=50, conv_impl=None) -> Model:
             f"deep_convnet.model: input_shape must be (C, H, W) images, got {input_shape} "
             "(load the data unflattened, e.g. (1, 28, 28) for MNIST)"
         )
-    feature_shape(input_shape)  # raises now if the geometry does not fit
-    impl = conv_fast.resolve(conv_impl)
-
-    def init_(key):
-        return init(key, input_shape, hidden_size, output_size), {}
-
-    def apply(params, state, x, train=False, key=None):
-        return predict(params, x.reshape((x.shape[0],) + input_shape), train, key, conv_impl=impl), state
-
-    def loss_and_grad(params, state, x, t, key=None):
-        xb = x.reshape((x.shape[0],) + input_shape)
-        value, grads = loss_and_gradient(params, xb, t, key, True, conv_impl=impl)
-        return value, grads, state
-
-    return Model(init_, apply, loss_and_grad, input_shape)
+    return sequential(net(hidden_size, output_size, conv_fast.resolve(conv_impl)), input_shape)

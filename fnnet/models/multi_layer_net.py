@@ -16,11 +16,15 @@ one-hot (N, out).
 Every function taking `train` returns the model state next to its result: in training mode
 Batch Norm uses batch statistics and returns updated running statistics; in inference mode
 (train=False, the default except for gradients) it uses them and returns state unchanged.
-Dropout in training mode needs a PRNG key; layer i uses jax.random.fold_in(key, i).
+Dropout in training mode needs a PRNG key, split into one key per Dropout layer (`serial`).
+
+The network is `net(hidden_size_list, output_size, ...)`, a `serial` stack of the book's layers;
+the functions below are thin wrappers around it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -31,15 +35,29 @@ from jax.flatten_util import ravel_pytree
 from fnnet import gradient as _gradient
 from fnnet import regularization
 from fnnet._checks import check_targets, require_features, require_keys, shape_of
-from fnnet.init import weight_std
-from fnnet.layers import affine, relu, sigmoid, softmax_with_loss
-from fnnet.layers.normalization import batch_norm, dropout
-from fnnet.models import Model
+from fnnet.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, serial, softmax_with_loss
+from fnnet.models import Model, net_loss_and_grad, sequential
 
 __all__ = ["init", "predict", "loss", "accuracy", "gradient", "loss_and_gradient", "numerical_gradient",
-           "model", "ACTIVATIONS"]
+           "model", "net", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid}
+ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
+
+
+@functools.lru_cache(maxsize=64)
+def net(hidden_size_list, output_size, activation="relu", weight_init_std="relu", use_batchnorm=False,
+        use_dropout=False, dropout_ratio=0.5, dtype=jnp.float32):
+    """serial([Affine - (BatchNormalization) - Relu|Sigmoid - (Dropout)] per hidden size, Affine):
+    params W1, b1, (gamma1, beta1), ...; hidden_size_list a tuple."""
+    layers = []
+    for h in hidden_size_list:
+        layers.append(Affine(h, weight_init_std, dtype))
+        if use_batchnorm:
+            layers.append(BatchNormalization(dtype=dtype))
+        layers.append(ACTIVATIONS[activation]())
+        if use_dropout:
+            layers.append(Dropout(dropout_ratio))
+    return serial(*layers, Affine(output_size, weight_init_std, dtype))
 
 
 def _check_config(fn, activation, use_dropout, dropout_ratio):
@@ -69,19 +87,10 @@ def init(key, input_size, hidden_size_list, output_size, activation="relu", weig
     for s in sizes:
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
             raise ValueError(f"{fn}: layer sizes must be positive integers, got {sizes}")
-    n = len(sizes) - 1
-    keys = jax.random.split(key, n)
-    params, state = {}, {}
-    for i in range(1, n + 1):
-        std = weight_std(weight_init_std, int(sizes[i - 1]))
-        params[f"W{i}"] = std * jax.random.normal(keys[i - 1], (sizes[i - 1], sizes[i]), dtype)
-        params[f"b{i}"] = jnp.zeros(sizes[i], dtype)
-        if use_batchnorm and i < n:
-            params[f"gamma{i}"] = jnp.ones(sizes[i], dtype)
-            params[f"beta{i}"] = jnp.zeros(sizes[i], dtype)
-            state[f"running_mean{i}"] = jnp.zeros(sizes[i], dtype)
-            state[f"running_var{i}"] = jnp.zeros(sizes[i], dtype)
-    return params, state
+    hidden = tuple(int(h) for h in sizes[1:-1])
+    stack = net(hidden, int(sizes[-1]), activation, weight_init_std, use_batchnorm, use_dropout,
+                dropout_ratio, dtype)
+    return stack.init(key, (int(input_size),))[1:]
 
 
 def _layout(fn, params, state, x):
@@ -115,27 +124,17 @@ def _layout(fn, params, state, x):
     return n, bn
 
 
+def _net_of(params, n, bn, activation, use_dropout, dropout_ratio):
+    """The net that params (already checked by `_layout`) belong to."""
+    sizes = tuple(shape_of(params[f"W{i}"])[1] for i in range(1, n + 1))
+    return net(sizes[:-1], sizes[-1], activation, "relu", bn, use_dropout, dropout_ratio)
+
+
 def _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn):
-    """Scores, the caches of every layer, and the new state."""
-    act = ACTIVATIONS[activation]
-    caches, new_state = [], dict(state)
-    h = x
-    for i in range(1, n):
-        h, c_aff = affine.forward({"W": params[f"W{i}"], "b": params[f"b{i}"]}, h)
-        c_bn = c_drop = None
-        if bn:
-            st = {"running_mean": state[f"running_mean{i}"], "running_var": state[f"running_var{i}"]}
-            h, c_bn, st = batch_norm.forward({"gamma": params[f"gamma{i}"], "beta": params[f"beta{i}"]},
-                                             h, st, train=train)
-            new_state[f"running_mean{i}"] = st["running_mean"]
-            new_state[f"running_var{i}"] = st["running_var"]
-        h, c_act = act.forward({}, h)
-        if use_dropout:
-            k = jax.random.fold_in(key, i) if train else None
-            h, c_drop = dropout.forward({}, h, key=k, ratio=dropout_ratio, train=train)
-        caches.append((c_aff, c_bn, c_act, c_drop))
-    y, c_last = affine.forward({"W": params[f"W{n}"], "b": params[f"b{n}"]}, h)
-    return y, (caches, c_last), new_state
+    """(scores, new state)."""
+    y, _, new_state = _net_of(params, n, bn, activation, use_dropout, dropout_ratio).forward(
+        params, x, state, train=train, key=key)
+    return y, new_state
 
 
 def _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio):
@@ -152,8 +151,7 @@ def predict(params, state, x, train=False, key=None, *, activation="relu", use_d
     """(scores (N, out) before softmax, new state) for x (N, input_size)."""
     x, n, bn = _prepare("multi_layer_net.predict", params, state, x, train, key, activation, use_dropout,
                         dropout_ratio)
-    y, _, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
-    return y, new_state
+    return _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
 
 
 def loss(params, state, x, t, weight_decay_lambda=0.0, train=False, key=None, *, activation="relu",
@@ -164,7 +162,7 @@ def loss(params, state, x, t, weight_decay_lambda=0.0, train=False, key=None, *,
     x, n, bn = _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio)
     t = jnp.asarray(t)
     check_targets(fn, t, x.shape[0], shape_of(params[f"W{n}"])[1])
-    y, _, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
+    y, new_state = _forward(params, state, x, train, key, activation, use_dropout, dropout_ratio, n, bn)
     value = softmax_with_loss.forward({}, y, t)[0] + regularization.l2_penalty(params, weight_decay_lambda)
     return value, new_state
 
@@ -189,25 +187,9 @@ def loss_and_gradient(params, state, x, t, weight_decay_lambda=0.0, train=True, 
     x, n, bn = _prepare(fn, params, state, x, train, key, activation, use_dropout, dropout_ratio)
     t = jnp.asarray(t)
     check_targets(fn, t, x.shape[0], shape_of(params[f"W{n}"])[1])
-    y, (caches, c_last), new_state = _forward(params, state, x, train, key, activation, use_dropout,
-                                              dropout_ratio, n, bn)
-    value, c_loss = softmax_with_loss.forward({}, y, t)
+    stack = _net_of(params, n, bn, activation, use_dropout, dropout_ratio)
+    value, grads, new_state = net_loss_and_grad(stack, params, state, x, t, train=train, key=key)
     value = value + regularization.l2_penalty(params, weight_decay_lambda)
-    act = ACTIVATIONS[activation]
-    grads = {}
-    dy, _ = softmax_with_loss.backward(c_loss, 1.0)
-    dh, g = affine.backward(c_last, dy)
-    grads[f"W{n}"], grads[f"b{n}"] = g["W"], g["b"]
-    for i in range(n - 1, 0, -1):
-        c_aff, c_bn, c_act, c_drop = caches[i - 1]
-        if use_dropout:
-            dh, _ = dropout.backward(c_drop, dh)
-        dh, _ = act.backward(c_act, dh)
-        if bn:
-            dh, g_bn = batch_norm.backward(c_bn, dh)
-            grads[f"gamma{i}"], grads[f"beta{i}"] = g_bn["gamma"], g_bn["beta"]
-        dh, g = affine.backward(c_aff, dh)
-        grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
     grads = regularization.weight_decay(weight_decay_lambda)({k: grads[k] for k in params}, params)
     return value, grads, new_state
 
@@ -242,19 +224,7 @@ def model(input_shape, output_size, *, hidden_size_list=(100, 100, 100, 100, 100
                         f"optimizer with optimizers.chain(opt, fnnet.regularization.weight_decay(lam))")
     if unknown:
         raise TypeError(f"{fn}: unexpected keyword argument(s) {', '.join(sorted(unknown))}")
-    input_size = math.prod(input_shape)
-    config = {"activation": activation, "use_dropout": use_dropout, "dropout_ratio": dropout_ratio}
-    _check_config(fn, **config)
-    hidden = tuple(hidden_size_list)
-
-    def init_(key):
-        return init(key, input_size, hidden, output_size, activation, weight_init_std, use_batchnorm,
-                    use_dropout, dropout_ratio)
-
-    def apply(params, state, x, train=False, key=None):
-        return predict(params, state, x.reshape(x.shape[0], -1), train, key, **config)
-
-    def loss_and_grad(params, state, x, t, key=None):
-        return loss_and_gradient(params, state, x.reshape(x.shape[0], -1), t, 0.0, True, key, **config)
-
-    return Model(init_, apply, loss_and_grad, (input_size,))
+    _check_config(fn, activation, use_dropout, dropout_ratio)
+    stack = net(tuple(hidden_size_list), output_size, activation, weight_init_std, use_batchnorm, use_dropout,
+                dropout_ratio)
+    return sequential(stack, (math.prod(input_shape),))

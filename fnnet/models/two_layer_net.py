@@ -1,5 +1,8 @@
 """TwoLayerNet (chapters 4 and 5): Affine - ReLU|Sigmoid - Affine - SoftmaxWithLoss.
 
+The network is `net(hidden_size, output_size, activation)`, a `serial` stack of the book's layers;
+the functions below are the book's methods as thin wrappers around it.
+
 params = {'W1': (in, hidden), 'b1': (hidden,), 'W2': (hidden, out), 'b2': (out,)}.
 `t` may be integer labels (N,) or one-hot (N, out) everywhere. The hidden activation is the
 keyword `activation` of every function: 'relu' (chapter 5's net, the default) or 'sigmoid'
@@ -8,20 +11,27 @@ keyword `activation` of every function: 'relu' (chapter 5's net, the default) or
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
-import jax
 import jax.numpy as jnp
 
 from fnnet import gradient as _gradient
 from fnnet._checks import check_targets, require_features, require_keys, require_ndim, shape_of
-from fnnet.init import weight_std
-from fnnet.layers import affine, relu, sigmoid, softmax_with_loss
-from fnnet.models import Model
+from fnnet.layers import Affine, Relu, Sigmoid, serial, softmax_with_loss
+from fnnet.models import Model, net_loss_and_grad, sequential
 
 KEYS = ("W1", "b1", "W2", "b2")
-ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid}
+ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
+
+
+@functools.lru_cache(maxsize=64)
+def net(hidden_size, output_size, activation="relu", weight_init_std=0.01, dtype=jnp.float32):
+    """serial(Affine(hidden_size), Relu() or Sigmoid(), Affine(output_size)): params W1, b1, W2, b2."""
+    _check_activation("two_layer_net.net", activation)
+    return serial(Affine(hidden_size, weight_init_std, dtype), ACTIVATIONS[activation](),
+                  Affine(output_size, weight_init_std, dtype))
 
 
 def init(key, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=jnp.float32):
@@ -31,14 +41,8 @@ def init(key, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=
     for name, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"two_layer_net.init: {name} must be an integer >= 1, got {v!r}")
-    k1, k2 = jax.random.split(key)
-    std1, std2 = weight_std(weight_init_std, input_size), weight_std(weight_init_std, hidden_size)
-    return {
-        "W1": std1 * jax.random.normal(k1, (input_size, hidden_size), dtype),
-        "b1": jnp.zeros(hidden_size, dtype),
-        "W2": std2 * jax.random.normal(k2, (hidden_size, output_size), dtype),
-        "b2": jnp.zeros(output_size, dtype),
-    }
+    stack = net(int(hidden_size), int(output_size), "relu", weight_init_std, dtype)
+    return stack.init(key, (int(input_size),))[1]
 
 
 def _check(fn, params, x):
@@ -76,11 +80,13 @@ def _batch(fn, params, x, t):
     return x, t
 
 
+def _net_of(params, activation):
+    """The net that params (already checked) belong to."""
+    return net(shape_of(params["W1"])[1], shape_of(params["W2"])[1], activation)
+
+
 def _forward(params, x, activation):
-    h, c1 = affine.forward({"W": params["W1"], "b": params["b1"]}, x)
-    a, c2 = ACTIVATIONS[activation].forward({}, h)
-    y, c3 = affine.forward({"W": params["W2"], "b": params["b2"]}, a)
-    return y, (c1, c2, c3)
+    return _net_of(params, activation).forward(params, x)[0]
 
 
 def predict(params, x, *, activation="relu"):
@@ -91,7 +97,7 @@ def predict(params, x, *, activation="relu"):
     _check(fn, params, x)
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{fn}: x has no samples (shape {shape_of(x)})")
-    return _forward(params, x, activation)[0]
+    return _forward(params, x, activation)
 
 
 def loss(params, x, t, *, activation="relu"):
@@ -99,8 +105,7 @@ def loss(params, x, t, *, activation="relu"):
     fn = "two_layer_net.loss"
     _check_activation(fn, activation)
     x, t = _batch(fn, params, x, t)
-    y, _ = _forward(params, x, activation)
-    return softmax_with_loss.forward({}, y, t)[0]
+    return softmax_with_loss.forward({}, _forward(params, x, activation), t)[0]
 
 
 def accuracy(params, x, t, *, activation="relu"):
@@ -108,7 +113,7 @@ def accuracy(params, x, t, *, activation="relu"):
     fn = "two_layer_net.accuracy"
     _check_activation(fn, activation)
     x, t = _batch(fn, params, x, t)
-    y = jnp.argmax(_forward(params, x, activation)[0], axis=-1)
+    y = jnp.argmax(_forward(params, x, activation), axis=-1)
     if t.ndim == 2:
         t = jnp.argmax(t, axis=1)
     return jnp.mean(y == t)
@@ -120,17 +125,12 @@ def gradient(params, x, t, *, activation="relu"):
 
 
 def loss_and_gradient(params, x, t, *, activation="relu"):
-    """(loss, gradient) from one forward and one backward pass."""
+    """(loss, gradient) from one forward and one backward pass through the layers, reversed."""
     fn = "two_layer_net.gradient"
     _check_activation(fn, activation)
     x, t = _batch(fn, params, x, t)
-    y, (c1, c2, c3) = _forward(params, x, activation)
-    value, c4 = softmax_with_loss.forward({}, y, t)
-    dy, _ = softmax_with_loss.backward(c4, 1.0)
-    da, g2 = affine.backward(c3, dy)
-    dh, _ = ACTIVATIONS[activation].backward(c2, da)
-    _, g1 = affine.backward(c1, dh)
-    return value, {"W1": g1["W"], "b1": g1["b"], "W2": g2["W"], "b2": g2["b"]}
+    value, grads, _ = net_loss_and_grad(_net_of(params, activation), params, {}, x, t)
+    return value, grads
 
 
 def numerical_gradient(params, x, t, *, activation="relu"):
@@ -141,18 +141,6 @@ def numerical_gradient(params, x, t, *, activation="relu"):
 
 
 def model(input_shape, output_size, *, hidden_size=50, weight_init_std=0.01, activation="relu") -> Model:
-    """The uniform `Model` view used by fnnet.training and the CLI."""
+    """The uniform `Model` view used by fnnet.training and the CLI: `sequential(net(...), (in,))`."""
     _check_activation("two_layer_net.model", activation)
-    input_size = math.prod(input_shape)
-
-    def init_(key):
-        return init(key, input_size, hidden_size, output_size, weight_init_std), {}
-
-    def apply(params, state, x, train=False, key=None):
-        return predict(params, x.reshape(x.shape[0], -1), activation=activation), state
-
-    def loss_and_grad(params, state, x, t, key=None):
-        value, grads = loss_and_gradient(params, x.reshape(x.shape[0], -1), t, activation=activation)
-        return value, grads, state
-
-    return Model(init_, apply, loss_and_grad, (input_size,))
+    return sequential(net(hidden_size, output_size, activation, weight_init_std), (math.prod(input_shape),))

@@ -138,8 +138,10 @@ def load_checkpoint(path) -> dict:
     return out
 
 
-def restore_leaves(fn, path, what, template, leaves):
-    """Put checkpoint leaves into the tree structure of `template`, checking shapes and dtypes."""
+def restore_leaves(path, what, template, leaves, *, fn: str = "restore_leaves"):
+    """Put checkpoint leaves (read from `path`; `what` they are, e.g. "params") into the tree
+    structure of `template`, checking shapes and dtypes. A mismatch raises CheckpointError, its
+    message beginning with `fn` (the caller's name)."""
     t_leaves, treedef = jax.tree_util.tree_flatten(template)
     if len(t_leaves) != len(leaves):
         raise CheckpointError(
@@ -155,11 +157,12 @@ def restore_leaves(fn, path, what, template, leaves):
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in leaves])
 
 
-def check_resume(fn, path, meta, settings: dict, run: dict | None) -> None:
+def check_resume(path, meta, settings: dict, run: dict | None, *, fn: str = "check_resume") -> None:
     """Refuse to resume a checkpoint written with other settings (seed, batch size, data) or
     another run description (model, optimizer, learning rate or schedule, regularisation, ...):
     the continued run would not be the run that metrics.json describes. Only RESUMABLE_CHANGES
-    (more epochs) may differ."""
+    (more epochs) may differ. Raises CheckpointError, its message beginning with `fn` (the caller's
+    name)."""
     for k, v in settings.items():
         if meta["settings"].get(k) != v:
             raise CheckpointError(
@@ -190,7 +193,7 @@ def load_tree(path, template):
     """Load leaves saved by `save_tree` into the structure of `template` (shapes/dtypes checked)."""
     with np.load(path, allow_pickle=False) as z:
         leaves = [z[k] for k in sorted(z.files)]
-    return restore_leaves("load_tree", path, "state", template, leaves)
+    return restore_leaves(path, "state", template, leaves, fn="load_tree")
 
 
 def checkpoints(out_dir):

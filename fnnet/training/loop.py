@@ -66,7 +66,7 @@ def evaluate(model, params, state, x, t, batch_size: int = 1000, devices=None) -
     computed in jitted batches of `batch_size` (split over `devices`, as in `fit`)."""
     batch_size = check_int("evaluate", "batch_size", batch_size, 1)
     x, t = check_dataset("evaluate", "(x, t)", (x, t), model.input_shape, output_size(model))
-    mesh = dist.make_mesh(devices, "evaluate")
+    mesh = dist.make_mesh(devices, fn="evaluate")
     params, state = dist.put_replicated((params, state), mesh)
     batches = dist.eval_batches(x, labels_of(t), batch_size, mesh)
     return accuracy(make_counter(model, mesh), params, state, batches)
@@ -80,8 +80,8 @@ def _restore(fn, out_dir, log, settings, run, trees):
         log(f"no checkpoint in {out_dir}; starting from scratch")
         return None
     meta = ck["meta"]
-    ckpt.check_resume(fn, path, meta, settings, run)
-    restored = [ckpt.restore_leaves(fn, path, what, tree, ck[name]) for what, name, tree in
+    ckpt.check_resume(path, meta, settings, run, fn=fn)
+    restored = [ckpt.restore_leaves(path, what, tree, ck[name], fn=fn) for what, name, tree in
                 zip(("params", "model state", "optimizer state"), ("params", "state", "opt_state"), trees,
                     strict=True)]
     key = np.asarray(ck["key"])
@@ -219,8 +219,8 @@ def fit(
         fn, resume, overwrite, out_dir, info, {
             "epochs": (epochs, 0), "batch_size": (batch_size, 1), "seed": (seed, 0), "chunks": (chunks, 1),
             "train_eval_size": (train_eval_size, 1), "eval_batch_size": (eval_batch_size, 1)})
-    mesh = dist.make_mesh(devices, fn)
-    dist.check_batch(fn, batch_size, mesh)
+    mesh = dist.make_mesh(devices, fn=fn)
+    dist.check_batch(batch_size, mesh, fn=fn)
     if not dist.is_main_process():
         progress, log = False, _quiet
     d = _prepare_data(fn, model, train_data, test_data, batch_size, seed, chunks, train_eval_size,
@@ -233,7 +233,7 @@ def fit(
     writes = out_dir is not None and dist.is_main_process()
     if out_dir is not None:
         if writes:
-            prepare_run_dir(fn, out_dir, resume=resume, overwrite=overwrite)
+            prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, fn=fn)
         restored = _restore(fn, out_dir, log, d.settings, info, trees) if resume else None
         if restored is not None:
             *trees, loop_key, history, start, kept = restored

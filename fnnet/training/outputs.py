@@ -26,10 +26,11 @@ class RunFolderError(OSError):
     """An output folder that cannot take this run: not a folder, not writable, or holding another run."""
 
 
-def prepare_run_dir(fn, out_dir, *, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(out_dir, *, resume: bool, overwrite: bool, fn: str = "prepare_run_dir") -> None:
     """Make `out_dir` ready before any training: it must be a writable folder; leftovers of
     killed writers are removed; a folder holding a run is refused unless `resume` (continue it)
-    or `overwrite` (its files are deleted now, so the folder never mixes two runs)."""
+    or `overwrite` (its files are deleted now, so the folder never mixes two runs). Errors
+    (RunFolderError) begin with `fn`, the caller's name (`fit` passes its own)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunFolderError(f"{fn}: the output folder {out_dir} is a file, not a folder")
     try:
@@ -76,15 +77,20 @@ def write_outputs(out_dir, params, state, history, settings) -> None:
         plot_curves(history, os.path.join(out_dir, "curves.png"))
 
 
-def load_run_params(fn, path, params, state):
+def load_run_params(path, params, state, *, fn: str = "load_run_params"):
     """Trained (params, state) for a model whose freshly initialised (params, state) are given:
     from a .ckpt checkpoint, or from params.npz / the book's .pkl (with state.npz beside it when
-    the model has running statistics). Shapes must match; raises ValueError naming what differs."""
+    the model has running statistics). Shapes must match; raises ValueError naming what differs,
+    its message beginning with `fn` (the caller's name, e.g. the CLI's "fnnet eval").
+
+        params, state = model.init(jax.random.PRNGKey(0))
+        params, state = load_run_params("runs/mnist/params.npz", params, state)
+    """
     path = os.fspath(path)
     if path.endswith(".ckpt"):
         ck = load_checkpoint(path)
-        return (restore_leaves(fn, path, "params", params, ck["params"]),
-                restore_leaves(fn, path, "model state", state, ck["state"]))
+        return (restore_leaves(path, "params", params, ck["params"], fn=fn),
+                restore_leaves(path, "model state", state, ck["state"], fn=fn))
     loaded = load_params(path)
     if not isinstance(loaded, dict):
         raise ValueError(f"{fn}: {path} holds a {type(loaded).__name__}, not a dict of named arrays")
