@@ -106,8 +106,20 @@ def _weight_init(text):
                                          f"got {text!r}") from None
 
 
+def _model_name(text):
+    """A built-in model's name, or your own network as package.module:attr or path/to/file.py:attr."""
+    from fnnet.models.user import is_spec
+
+    if text in MODEL_NAMES or is_spec(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODEL_NAMES)}, or "
+                                     "name your own network as package.module:attr or path/to/file.py:attr)")
+
+
 def _add_model_args(p):
-    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="(default: two_layer_net)")
+    p.add_argument("--model", type=_model_name, default=None, metavar="NAME|MODULE:ATTR|FILE.py:ATTR",
+                   help=f"one of {', '.join(MODEL_NAMES)} (default: two_layer_net), or your own network: "
+                   "a serial net, a Model or a function (input_shape, output_size) -> Model in your code")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="data set (default: mnist; without --data-dir, the bundled digits when MNIST "
                    "cannot be loaded)")
@@ -194,13 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _input_shape(model, dataset):
+    """Images (1, H, W) for the convnets and your own networks, flat vectors for the others."""
     side = 28 if dataset == "mnist" else 8
-    return (1, side, side) if model in CONV_MODELS else (side * side,)
+    return (side * side,) if model in MODEL_NAMES and model not in CONV_MODELS else (1, side, side)
 
 
 def _model_config(args, parser):
     """The model's keyword arguments from the options; usage errors need no data."""
     cfg = {}
+    if args.model not in MODEL_NAMES:
+        used = [opt for opt, v in (("--hidden", args.hidden), ("--batchnorm", args.batchnorm or None),
+                                   ("--dropout", args.dropout),
+                                   ("--weight-init", getattr(args, "weight_init", None))) if v is not None]
+        if used:
+            parser.error(f"argument {used[0]}: configures the built-in models; your network {args.model} "
+                         "sets its own layers")
+        return cfg
     if getattr(args, "weight_init", None) is not None:
         if args.model == "deep_convnet":
             parser.error("argument --weight-init: deep_convnet uses He initialisation, as the book does")
@@ -224,10 +245,13 @@ def _model_config(args, parser):
     return cfg
 
 
-def _build_model(name, cfg, dataset, parser):
+def _build_model(name, cfg, dataset, parser, shape=None):
     from fnnet.models import get_model
+    from fnnet.models.user import is_spec, load_model
 
-    shape = _input_shape(name, dataset)
+    shape = tuple(shape or _input_shape(name, dataset))
+    if is_spec(name):
+        return load_model(name, shape, 10)
     try:
         return get_model(name, shape, 10, **cfg)
     except (ValueError, TypeError) as e:
@@ -316,8 +340,12 @@ def _train(args, parser):
     devices = args.devices or ("all" if processes else 1)
     say = _printer() if distributed.is_main_process() else (lambda line: None)
     args.model = args.model or "two_layer_net"
+    if ":" in args.model:
+        from fnnet.models.user import normalize_spec
+
+        args.model = normalize_spec(args.model)
     cfg = _model_config(args, parser)
-    if args.augment and args.model not in CONV_MODELS:
+    if args.augment and args.model in MODEL_NAMES and args.model not in CONV_MODELS:
         parser.error(f"argument --augment: only the convnets take image augmentation, not {args.model}")
     dataset, (train, test) = _load_data(args, say)
     model = _build_model(args.model, cfg, dataset, parser)
@@ -333,7 +361,7 @@ def _train(args, parser):
     augment = None
     if args.augment:
         from fnnet.augment import augment
-    out = args.out or os.path.join("runs", f"{args.model}-{dataset}")
+    out = args.out or os.path.join("runs", f"{_run_name(args.model)}-{dataset}")
     extras = "".join(f", {k} {v:g}" for k, v in (("weight decay", args.weight_decay),
                                                   ("clip norm", args.clip_norm)) if v)
     say(f"fnnet train: {args.model}{' ' + str(cfg) if cfg else ''} on {dataset} ({n} train, {len(test[0])} "
@@ -353,14 +381,23 @@ def _train(args, parser):
     return 0
 
 
+def _run_name(model):
+    """The run folder's stem: the model's name, or the attribute of your own network's spec."""
+    return model.rpartition(":")[2] if ":" in model else model
+
+
 def _run_info(params_path):
-    """The run description in metrics.json beside a params file, or {}."""
+    """(the run description, the recorded input shape or None) from metrics.json beside a params
+    file; ({}, None) when there is none."""
     try:
         with open(os.path.join(os.path.dirname(os.path.abspath(params_path)), "metrics.json")) as f:
-            run = json.load(f).get("run")
+            metrics = json.load(f)
+        run, shape = metrics.get("run"), metrics.get("input_shape")
     except (OSError, ValueError, AttributeError):
-        return {}
-    return run if isinstance(run, dict) else {}
+        return {}, None
+    if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+        shape = None
+    return (run if isinstance(run, dict) else {}), shape
 
 
 def _eval_three_layer_net(path, x, t):
@@ -379,13 +416,22 @@ def _eval(args, parser):
     from fnnet.training import CheckpointError, evaluate, load_run_params
 
     path = args.params
-    run = _run_info(path)
+    run, recorded_shape = _run_info(path)
     chapter3 = False
     if path.endswith(".pkl") and args.model is None:
         loaded = load_params(path)
         chapter3 = isinstance(loaded, dict) and "W3" in loaded and "W4" not in loaded \
             and getattr(loaded.get("W1"), "ndim", 0) == 2
-    args.model = args.model or run.get("model") or "two_layer_net"
+    recorded = run.get("model")
+    if args.model is None and isinstance(recorded, str) and recorded not in MODEL_NAMES \
+            and ":" not in recorded:
+        raise DataError(f"{path} was trained on the model {recorded!r}, which fnnet cannot rebuild by name; "
+                        "pass --model package.module:attr or --model path/to/file.py:attr naming that network")
+    args.model = args.model or recorded or "two_layer_net"
+    if ":" in args.model:
+        from fnnet.models.user import normalize_spec
+
+        args.model = normalize_spec(args.model)
     args.dataset = args.dataset or run.get("dataset")
     if path.endswith(".pkl") and not args.dataset:
         args.dataset = "mnist"
@@ -398,7 +444,8 @@ def _eval(args, parser):
     cfg = run.get("config")
     if shaped or run.get("model") != args.model or not isinstance(cfg, dict):
         cfg = _model_config(args, parser)
-    model = _build_model(args.model, cfg, dataset, parser)
+    same_run = run.get("model") == args.model and run.get("dataset") == dataset
+    model = _build_model(args.model, cfg, dataset, parser, recorded_shape if same_run else None)
     params, state = model.init(jax.random.PRNGKey(0))
     try:
         params, state = load_run_params(path, params, state, fn="fnnet eval")
