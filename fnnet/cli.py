@@ -426,7 +426,7 @@ def _eval(args, parser):
     if args.model is None and isinstance(recorded, str) and recorded not in MODEL_NAMES \
             and ":" not in recorded:
         raise DataError(f"{path} was trained on the model {recorded!r}, which fnnet cannot rebuild by name; "
-                        "pass --model package.module:attr or --model path/to/file.py:attr naming that network")
+                        "pass --model package.module:attr or path/to/file.py:attr naming that network")
     args.model = args.model or recorded or "two_layer_net"
     if ":" in args.model:
         from fnnet.models.user import normalize_spec

@@ -80,8 +80,8 @@ def load_model(spec: str, input_shape, output_size: int):
     elif isinstance(obj, Model):
         model = obj
     else:
-        raise ValueError(f"--model {spec} is of type {type(obj).__name__}, not a network: give a serial(...) net, "
-                         "a Model, or a function (input_shape, output_size) returning one")
+        raise ValueError(f"--model {spec} is of type {type(obj).__name__}, not a network: give a serial(...) "
+                         "net, a Model, or a function (input_shape, output_size) returning one")
     if math.prod(model.input_shape) != math.prod(input_shape):
         raise ValueError(f"--model {spec} takes input {tuple(model.input_shape)} per sample, but the data "
                          f"has {input_shape}")
