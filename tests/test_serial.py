@@ -1,5 +1,10 @@
 """Your own network: the layer constructors, `serial`, `sequential`, and the built-in models as stacks."""
 
+import contextlib
+import io
+import re
+from pathlib import Path
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -202,3 +207,16 @@ def test_builtin_models_equal_the_books_hand_chains(dtype):
                 chex.assert_trees_all_equal(got, ref, custom_message=name)
             else:
                 chex.assert_trees_all_close(got, ref, rtol=1e-6, atol=0, custom_message=name)
+
+
+def test_the_docs_page_runs_and_prints_what_it_shows():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "your_own_network.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    shown = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    assert len(code) == len(shown) == 5
+    namespace: dict = {}
+    for block, expected in zip(code, shown, strict=True):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, "docs/your_own_network.md", "exec"), namespace)
+        assert out.getvalue() == expected
