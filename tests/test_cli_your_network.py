@@ -84,3 +84,20 @@ def test_eval_of_a_run_whose_model_fnnet_cannot_rebuild(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["eval", "--params", str(tmp_path / "r" / "params.npz")]) == 1
     assert "trained on the model 'bnconv', which fnnet cannot rebuild by name" in capsys.readouterr().err
+
+
+def test_the_lenet5_script_falls_back_to_upscaled_digits_without_mnist(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.delenv("FNNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = Path(__file__).resolve().parent.parent / "scripts" / "ch08_lenet5.py"
+    spec = importlib.util.spec_from_file_location("ch08_lenet5", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    acc = script.main(["--epochs", "2", "--data-dir", str(tmp_path / "nowhere")])
+    out = capsys.readouterr().out
+    assert "MNIST not found" in out and "digits: 1438 training and 359 test images" in out
+    assert f"LeNet-5 on digits: test accuracy {acc:.4f} after 2 epochs" in out
+    assert acc > 0.8

@@ -1,21 +1,18 @@
 """fnnet.gradcheck.check_layer: reports (never raises) the three-way comparison of a hand-written
 backward pass; flags a wrong one in the argument it affects; the docs example runs as shown."""
 
-import contextlib
-import io
 import re
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from doc_examples import DOCS, printed_and_shown
 
 from fnnet.gradcheck import GradCheckReport, check_layer, rel_error
 from fnnet.layers import Layer, affine, mul, relu, sigmoid, softmax_with_loss
 
 KEY = jax.random.PRNGKey(0)
-DOC = Path(__file__).resolve().parent.parent / "docs" / "check_your_layer.md"
 
 
 def away_from_zero(shape, seed=1):
@@ -142,19 +139,10 @@ def test_the_test_suite_wrapper_asserts_and_records():
 
 
 def test_the_docs_example_runs_and_prints_what_the_docs_show():
-    text = DOC.read_text()
-    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    shown = re.findall(r"```text\n(.*?)```", text, flags=re.S)
-    assert len(code) == len(shown) == 2
-    namespace: dict = {}
-    for block, expected in zip(code, shown, strict=True):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(block, str(DOC), "exec"), namespace)
-        printed = out.getvalue().splitlines()
-        expected = expected.splitlines()
-        assert len(printed) == len(expected)
-        for got, want in zip(printed, expected, strict=True):
+    for printed, shown in printed_and_shown(DOCS / "check_your_layer.md", 2):
+        printed, shown = printed.splitlines(), shown.splitlines()
+        assert len(printed) == len(shown)
+        for got, want in zip(printed, shown, strict=True):
             # Errors below 1e-4 are rounding, which differs between machines; the layout does not.
             assert _rounding_masked(got) == _rounding_masked(want)
 

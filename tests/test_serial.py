@@ -1,15 +1,11 @@
 """Your own network: the layer constructors, `serial`, `sequential`, and the built-in models as stacks."""
 
-import contextlib
-import io
-import re
-from pathlib import Path
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from doc_examples import DOCS, printed_and_shown
 
 from fnnet.layers import (
     Affine,
@@ -196,6 +192,7 @@ def _references(x, t, key):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_builtin_models_equal_the_books_hand_chains(dtype):
     """float32 within 1e-6 (relative), float64 bit for bit: the order of operations is unchanged."""
@@ -210,13 +207,5 @@ def test_builtin_models_equal_the_books_hand_chains(dtype):
 
 
 def test_the_docs_page_runs_and_prints_what_it_shows():
-    text = (Path(__file__).resolve().parent.parent / "docs" / "your_own_network.md").read_text()
-    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    shown = re.findall(r"```text\n(.*?)```", text, flags=re.S)
-    assert len(code) == len(shown) == 5
-    namespace: dict = {}
-    for block, expected in zip(code, shown, strict=True):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(block, "docs/your_own_network.md", "exec"), namespace)
-        assert out.getvalue() == expected
+    for printed, shown in printed_and_shown(DOCS / "your_own_network.md", 5):
+        assert printed == shown

@@ -45,6 +45,7 @@ def _params(net, input_shape, seed=0):
     return jax.tree_util.tree_unflatten(tree, moved), state
 
 
+@pytest.mark.slow
 def test_small_smooth_lenet5_passes_all_three_ways():
     net = lenet5(Sigmoid, "avg", widths=(3, 4, 12, 8))
     params, _ = _params(net, (1, 16, 16))
