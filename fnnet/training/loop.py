@@ -23,6 +23,7 @@ reproduces the uninterrupted run exactly. The folder is checked before training 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -37,7 +38,7 @@ from fnnet import distributed as dist
 from fnnet._checks import check_dataset, check_int, labels_of
 from fnnet.training import checkpoint as ckpt
 from fnnet.training.epoch import accuracy, epoch_plan, make_chunk, make_counter
-from fnnet.training.outputs import prepare_run_dir, write_outputs
+from fnnet.training.outputs import claim_run_dir, prepare_run_dir, write_outputs
 
 __all__ = ["FitResult", "TrainingDiverged", "fit", "evaluate", "output_size"]
 
@@ -229,39 +230,41 @@ def fit(
     params, state = model.init(init_key)
     trees = (params, state, optimizer.init(params))
     history = {k: [] for k in ckpt.HISTORY_KEYS}
-    start, kept = 0, None
     writes = out_dir is not None and dist.is_main_process()
-    if out_dir is not None:
-        if writes:
-            prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, fn=fn)
-        restored = _restore(fn, out_dir, log, d.settings, info, trees) if resume else None
-        if restored is not None:
-            *trees, loop_key, history, start, kept = restored
-    carry = dist.put_replicated(tuple(trees), mesh)  # a copy: the chunks donate their inputs
-    count, run_chunk = make_counter(model, mesh), make_chunk(model, optimizer, augment, mesh)
-    outputs = {"run": info, **d.settings} if info is not None else d.settings
+    lock = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, fn=fn) if writes else None
+    with lock if lock is not None else contextlib.nullcontext():  # the folder is ours until the end
+        start, kept = 0, None
+        if out_dir is not None:
+            restored = _restore(fn, out_dir, log, d.settings, info, trees) if resume else None
+            if restored is not None:
+                *trees, loop_key, history, start, kept = restored
+        if lock is not None:
+            claim_run_dir(lock)
+        carry = dist.put_replicated(tuple(trees), mesh)  # a copy: the chunks donate their inputs
+        count, run_chunk = make_counter(model, mesh), make_chunk(model, optimizer, augment, mesh)
+        outputs = {"run": info, **d.settings} if info is not None else d.settings
 
-    for epoch in range(start + 1, epochs + 1):
-        bar = _progress_bar(progress, d.steps, epoch, epochs)
-        where = {"epoch": epoch, "steps": d.steps, "kept": f"{kept} is kept" if kept else "no checkpoint"}
-        plan = epoch_plan(loop_key, epoch - 1, d.n, d.steps, batch_size)
-        t0 = time.perf_counter()
-        try:
-            carry, losses = _run_epoch(fn, run_chunk, carry, d.train, plan, d.bounds, where, bar, mesh)
-        finally:
-            if bar is not None:
-                bar.close()
-        ips = d.steps * batch_size / (time.perf_counter() - t0)
-        train_acc = accuracy(count, carry[0], carry[1], d.train_eval)
-        test_acc = None if d.test_eval is None else accuracy(count, carry[0], carry[1], d.test_eval)
-        for k, v in zip(ckpt.HISTORY_KEYS[1:], (train_acc, test_acc, ips), strict=True):
-            history[k].append(v)
-        history["loss"].extend(float(v) for v in losses)
-        log(f"epoch {epoch:>3}/{epochs}  loss {float(losses.mean()):.4f}  train acc {train_acc:.4f}  "
-            f"test acc {'-' if test_acc is None else f'{test_acc:.4f}'}  {ips:,.0f} images/s")
+        for epoch in range(start + 1, epochs + 1):
+            bar = _progress_bar(progress, d.steps, epoch, epochs)
+            where = {"epoch": epoch, "steps": d.steps, "kept": f"{kept} is kept" if kept else "no checkpoint"}
+            plan = epoch_plan(loop_key, epoch - 1, d.n, d.steps, batch_size)
+            t0 = time.perf_counter()
+            try:
+                carry, losses = _run_epoch(fn, run_chunk, carry, d.train, plan, d.bounds, where, bar, mesh)
+            finally:
+                if bar is not None:
+                    bar.close()
+            ips = d.steps * batch_size / (time.perf_counter() - t0)
+            train_acc = accuracy(count, carry[0], carry[1], d.train_eval)
+            test_acc = None if d.test_eval is None else accuracy(count, carry[0], carry[1], d.test_eval)
+            for k, v in zip(ckpt.HISTORY_KEYS[1:], (train_acc, test_acc, ips), strict=True):
+                history[k].append(v)
+            history["loss"].extend(float(v) for v in losses)
+            log(f"epoch {epoch:>3}/{epochs}  loss {float(losses.mean()):.4f}  train acc {train_acc:.4f}  "
+                f"test acc {'-' if test_acc is None else f'{test_acc:.4f}'}  {ips:,.0f} images/s")
+            if writes:
+                kept = _checkpoint(out_dir, epoch, d.steps, carry, loop_key, d.settings, info, history)
+                write_outputs(out_dir, None, None, history, outputs)
         if writes:
-            kept = _checkpoint(out_dir, epoch, d.steps, carry, loop_key, d.settings, info, history)
-            write_outputs(out_dir, None, None, history, outputs)
-    if writes:
-        write_outputs(out_dir, carry[0], carry[1], history, outputs)
-    return FitResult(*carry, history)
+            write_outputs(out_dir, carry[0], carry[1], history, outputs)
+        return FitResult(*carry, history)

@@ -4,12 +4,19 @@
     out_dir/metrics.json           settings, the run's description, history, final accuracies
     out_dir/curves.png             loss per iteration, accuracies per epoch
     out_dir/params.npz             the trained parameters (state.npz: running statistics, if any)
+    out_dir/.fnnet-run.lock        held (flock) by the run that writes here; says its pid and start
+
+One run writes into a folder at a time: `prepare_run_dir` takes an exclusive advisory lock that
+the kernel releases when the process ends, however it ends, so a killed run never leaves it held.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,20 +24,58 @@ import jax.numpy as jnp
 from fnnet.io import atomic_write, ensure_writable_dir, load_params, remove_stale_temporaries, save_params
 from fnnet.training.checkpoint import checkpoints, load_checkpoint, load_tree, restore_leaves, save_tree
 
-__all__ = ["RunFolderError", "prepare_run_dir", "write_outputs", "load_run_params", "RUN_FILES"]
+__all__ = ["RunFolderError", "prepare_run_dir", "lock_run_dir", "claim_run_dir", "LOCK_FILE", "write_outputs",
+           "load_run_params", "RUN_FILES"]
 
 RUN_FILES = ("metrics.json", "curves.png", "params.npz", "state.npz")
+LOCK_FILE = ".fnnet-run.lock"
 
 
 class RunFolderError(OSError):
     """An output folder that cannot take this run: not a folder, not writable, or holding another run."""
 
 
-def prepare_run_dir(out_dir, *, resume: bool, overwrite: bool, fn: str = "prepare_run_dir") -> None:
-    """Make `out_dir` ready before any training: it must be a writable folder; leftovers of
-    killed writers are removed; a folder holding a run is refused unless `resume` (continue it)
-    or `overwrite` (its files are deleted now, so the folder never mixes two runs). Errors
-    (RunFolderError) begin with `fn`, the caller's name (`fit` passes its own)."""
+def lock_run_dir(out_dir, *, fn: str = "lock_run_dir"):
+    """Take the exclusive lock of the folder `out_dir` for this process, or raise RunFolderError
+    naming the run that holds it. Returns the open lock file: the lock lasts until it is closed
+    (or the process ends). The holder's pid and start are written only by `claim_run_dir`."""
+    path = os.path.join(out_dir, LOCK_FILE)
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+        raise RunFolderError(f"{fn}: {path} is not a regular file; remove it")
+    lock = open(path, "a+")  # held open for the run's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read(200).strip() or "pid unknown"
+        lock.close()
+        raise RunFolderError(f"{fn}: {out_dir} is in use by another fnnet run ({holder}); wait for it to "
+                             "end or choose another --out") from None
+    except OSError as e:  # a filesystem without locks: train, but say that nothing guards the folder
+        warnings.warn(f"{fn}: cannot lock {out_dir} ({e.strerror or e}); make sure no other run writes there",
+                      stacklevel=2)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def claim_run_dir(lock) -> None:
+    """Write this process's pid and start time into the held lock file (what a refused run shows)."""
+    start = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}, started {start}")
+    lock.flush()
+
+
+def prepare_run_dir(out_dir, *, resume: bool, overwrite: bool, fn: str = "prepare_run_dir"):
+    """Make `out_dir` ready before any training and lock it: it must be a writable folder that no
+    other run holds (see `lock_run_dir`); leftovers of killed writers are removed; a folder
+    holding a run is refused unless `resume` (continue it) or `overwrite` (its files are deleted
+    now, so the folder never mixes two runs). Returns the lock (an open file): `claim_run_dir` it
+    once the run really starts (a refused --resume leaves the folder as it was), close it when the
+    run ends. Errors (RunFolderError) begin with `fn`, the caller's name (`fit` passes its own)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunFolderError(f"{fn}: the output folder {out_dir} is a file, not a folder")
     try:
@@ -38,6 +83,16 @@ def prepare_run_dir(out_dir, *, resume: bool, overwrite: bool, fn: str = "prepar
     except OSError as e:
         raise RunFolderError(f"{fn}: cannot write to the output folder {out_dir}: {e.strerror or e}") \
             from None
+    lock = lock_run_dir(out_dir, fn=fn)
+    try:
+        _clear_run_dir(out_dir, resume=resume, overwrite=overwrite, fn=fn)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def _clear_run_dir(out_dir, *, resume: bool, overwrite: bool, fn: str) -> None:
     remove_stale_temporaries(out_dir)
     found = checkpoints(out_dir) + [
         os.path.join(out_dir, f) for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))
