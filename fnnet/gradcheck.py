@@ -241,6 +241,7 @@ def check_layer(layer, params, *inputs, dy_seed=0, nondiff=(), vjp_tol=VJP_TOL, 
     y, cache = fwd(params, *inputs)
     dy = jax.random.normal(jax.random.PRNGKey(dy_seed), jnp.shape(y), jnp.asarray(y).dtype)
     dx, grads = layer.backward(cache, dy)
+
     def reference(p, fx, g):
         return jax.vjp(lambda p, *fx: fwd(p, *with_diff(inputs, fx))[0], p, *fx)[1](g)
 
