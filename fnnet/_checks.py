@@ -7,10 +7,17 @@ concrete arrays; under `jax.jit` the shapes are still checked, because they are 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 
 import jax
 import numpy as np
+
+# jax.random.PRNGKey keeps the low 32 bits of a seed when 64-bit mode is off (the default), so
+# seed 2**32 would silently be seed 0: seeds are refused outside 0..MAX_SEED.
+MAX_SEED = 2**32 - 1
+# The optimizers count steps in int32; a schedule boundary or a step count beyond it would wrap.
+MAX_STEPS = 2**31 - 1
 
 
 def is_concrete(x) -> bool:
@@ -115,6 +122,24 @@ def check_int(fn: str, name: str, value, low: int | None = None) -> int:
     return int(value)
 
 
+def check_seed(fn: str, seed, name: str = "seed") -> int:
+    """An integer seed in 0..MAX_SEED (what a JAX PRNG key holds), returned as int."""
+    seed = check_int(fn, name, seed, 0)
+    if seed > MAX_SEED:
+        raise ValueError(f"{fn}: {name} must be in 0..{MAX_SEED} (a JAX PRNG key holds 32 bits; a larger "
+                         f"seed would silently repeat a smaller one), got {seed}")
+    return seed
+
+
+def check_steps(fn: str, name: str, value, low: int = 1) -> int:
+    """A step count or boundary that fits the int32 step counter (low..MAX_STEPS), as int."""
+    value = check_int(fn, name, value, low)
+    if value > MAX_STEPS:
+        raise ValueError(f"{fn}: {name} must be at most {MAX_STEPS:,} (2**31 - 1, the int32 step counter "
+                         f"would wrap), got {value:,}")
+    return value
+
+
 def check_number(fn: str, name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> None:
     """A finite real number (not a bool or a string) within its range; tracers pass unchecked."""
     if not is_concrete(value):
@@ -175,6 +200,7 @@ def check_dataset(fn: str, name: str, data, input_shape, num_classes: int | None
         raise TypeError(f"{fn}: {name} x must be numeric, got dtype {x.dtype}")
     if t.ndim == 2 and not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
         raise TypeError(f"{fn}: {name} one-hot t must be numeric, got dtype {t.dtype}")
+    given_dtype = x.dtype
     x = x.astype(np.float32, copy=False).reshape((x.shape[0],) + tuple(input_shape))
     bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
     if bad.any():
@@ -183,6 +209,7 @@ def check_dataset(fn: str, name: str, data, input_shape, num_classes: int | None
             f"{fn}: {name} x[{i}] holds a non-finite value ({int(bad.sum())} samples of {x.shape[0]} do); "
             "clean or drop them before training"
         )
+    _check_pixel_range(fn, name, x, given_dtype)
     if t.ndim == 2:
         if num_classes is not None and t.shape[1] != num_classes:
             raise ValueError(
@@ -205,6 +232,23 @@ def check_dataset(fn: str, name: str, data, input_shape, num_classes: int | None
                     f"with {num_classes} outputs ({int(bad.sum())} labels of {t.shape[0]} are)"
                 )
     return x, t
+
+
+def _check_pixel_range(fn: str, name: str, x, given_dtype) -> None:
+    """The networks expect images scaled to [0, 1]: integer data outside it (uint8 pixels 0..255)
+    is refused, because it trains without an error but to chance accuracy; float data that looks
+    like unscaled pixels (min >= 0, max > 1) gets a warning, since features may legitimately be
+    larger. `x` is the finite float32 data, `given_dtype` the dtype it was passed in."""
+    lo, hi = float(x.min()), float(x.max())
+    if np.issubdtype(given_dtype, np.integer) or given_dtype == np.bool_:
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{fn}: {name} x holds integers {lo:g}..{hi:g} (dtype {given_dtype}); the networks expect "
+                "values in [0, 1]: load with normalize=True, or pass x / 255 (as float32)"
+            )
+    elif lo >= 0 and hi > 1:
+        warnings.warn(f"{fn}: {name} x ranges over {lo:g}..{hi:g}; images are expected in [0, 1] "
+                      "(load with normalize=True, or divide by 255)", UserWarning, stacklevel=4)
 
 
 def labels_of(t):

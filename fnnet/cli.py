@@ -21,6 +21,7 @@ import math
 import os
 import sys
 
+from fnnet._checks import MAX_SEED, MAX_STEPS
 from fnnet.models import MODEL_NAMES
 from fnnet.optimizers import NAMES as OPTIMIZERS
 
@@ -36,28 +37,46 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "
 # has 14 batches per epoch, so it gets more epochs.
 DEFAULT_EPOCHS = {"mnist": 17, "digits": 100}
 COMPILE_CACHE_ENV = "FNNET_COMPILE_CACHE"  # "0" turns JAX's persistent compilation cache off
+METRICS_MAX_BYTES = 256 * 2**20  # metrics.json: settings and about 20 bytes per training step
 
 
 class DataError(Exception):
-    """Input data that cannot be loaded; reported as one line, exit status 1."""
+    """Input data that cannot be loaded; reported as one line (plus its indented causes), exit status 1."""
+
+    def __init__(self, message: str, causes=()):
+        super().__init__(message)
+        self.causes = list(causes)
 
 
-def _int(low):
-    """An argparse type: an integer >= low."""
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so files in progress are removed and the lock released."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line plus where to read more, not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\nsee {self.prog} --help\n")
+
+
+def _int(low, high=None, why=""):
+    """An argparse type: an integer >= low (and <= high)."""
 
     def parse(text):
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        if v < low or (high is not None and v > high):
+            want = f">= {low}" if high is None else f"in {low}..{high}{why}"
+            raise argparse.ArgumentTypeError(f"must be {want}, got {v}")
         return v
 
     return parse
 
 
 _positive_int, _nonneg_int = _int(1), _int(0)
+_seed = _int(0, MAX_SEED, " (a JAX PRNG key holds 32 bits)")
 
 
 def _float(low, low_open, high=None, high_open=False):
@@ -138,7 +157,7 @@ def _add_model_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fnnet", description="Deep Learning from Scratch, functionally.")
+    parser = _Parser(prog="fnnet", description="Deep Learning from Scratch, functionally.")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,experiment}")
     sub.required = True
 
@@ -170,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"epochs (default: {DEFAULT_EPOCHS['mnist']} for mnist, {DEFAULT_EPOCHS['digits']} for digits)",
     )
     t.add_argument("--batch-size", type=_positive_int, default=100, help="(default: 100)")
-    t.add_argument("--seed", type=_nonneg_int, default=0, help="(default: 0)")
+    t.add_argument("--seed", type=_seed, default=0, help=f"0..{MAX_SEED} (default: 0)")
     t.add_argument("--augment", action="store_true", help="convnets: random shifts and rotations")
     t.add_argument("--out", default=None, metavar="DIR", help="default runs/<model>-<dataset>")
     mode = t.add_mutually_exclusive_group()
@@ -187,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of processes ($FNNET_NUM_PROCESSES)")
     d.add_argument("--process-id", type=_nonneg_int, default=None, metavar="I",
                    help="this process's index, 0 to N-1 ($FNNET_PROCESS_ID)")
+    d.add_argument("--init-timeout", type=_positive_int, default=None, metavar="SECONDS",
+                   help="give up when not every process has joined within this time ($FNNET_INIT_TIMEOUT, "
+                   "default 60)")
 
     e = sub.add_parser("eval", help="test accuracy of saved parameters", description="Print test accuracy.")
     e.add_argument(
@@ -258,15 +280,14 @@ def _build_model(name, cfg, dataset, parser, shape=None):
         parser.error(f"argument --model: {name} cannot be built for {dataset} input {shape}: {e}")
 
 
-def _mnist_error(e) -> str:
-    """MNIST's not-found message (a list of every place tried) as one line."""
-    first = str(e).splitlines()[0]
-    return (f"{first} Set FNNET_DATA_DIR or --data-dir to a folder with the four MNIST IDX files, allow a "
-            "download, or try --dataset digits (bundled, offline)")
+def _tried(e) -> list:
+    """The "Tried, in order" list of MNIST's not-found message: each place and what was found."""
+    return [line[4:] for line in str(e).splitlines() if line.startswith("  - ")]
 
 
-def _load_data(args, say):
-    """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits."""
+def _load_data(args, say, warn):
+    """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits,
+    saying why on stderr (`warn`)."""
     from fnnet import datasets
 
     explicit = args.dataset is not None or args.data_dir is not None
@@ -276,11 +297,18 @@ def _load_data(args, say):
             return name, datasets.load_digits()
         return name, datasets.load_mnist(data_dir=args.data_dir)
     except datasets.MNISTNotFoundError as e:
+        tried = _tried(e)
         if explicit:
-            raise DataError(f"cannot load mnist: {_mnist_error(e)}") from None
-        say("fnnet: MNIST is not available (no FNNET_DATA_DIR, no cached copy, no download), so this run "
-            "uses the bundled 8x8 digits; for MNIST set FNNET_DATA_DIR=/path/to/mnist or go online, "
-            "and pass --dataset mnist to require it")
+            raise DataError("cannot load mnist: no verified copy of the four MNIST files. Set FNNET_DATA_DIR "
+                            "or --data-dir to a folder with them, allow a download, or try --dataset digits "
+                            "(bundled, offline). Tried, in order:", tried) from None
+        env = next((t for t in tried if t.startswith("FNNET_DATA_DIR")), None)
+        warn(f"fnnet: MNIST is not available ({env or 'FNNET_DATA_DIR: not set'}; no verified copy "
+             "elsewhere), so this run uses the bundled 8x8 digits; for MNIST set "
+             "FNNET_DATA_DIR=/path/to/mnist or go online, and pass --dataset mnist to require it. "
+             "Tried, in order:")
+        for t in tried:
+            warn(f"  - {t}")
         return "digits", datasets.load_digits()
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load {name}: {str(e).splitlines()[0]}") from None
@@ -336,7 +364,8 @@ def _train(args, parser):
     from fnnet import distributed
     from fnnet.training import fit
 
-    processes = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    processes = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                       timeout=args.init_timeout)
     devices = args.devices or ("all" if processes else 1)
     say = _printer() if distributed.is_main_process() else (lambda line: None)
     args.model = args.model or "two_layer_net"
@@ -347,7 +376,8 @@ def _train(args, parser):
     cfg = _model_config(args, parser)
     if args.augment and args.model in MODEL_NAMES and args.model not in CONV_MODELS:
         parser.error(f"argument --augment: only the convnets take image augmentation, not {args.model}")
-    dataset, (train, test) = _load_data(args, say)
+    dataset, (train, test) = _load_data(args, say, _printer(sys.stderr) if distributed.is_main_process()
+                                        else (lambda line: None))
     model = _build_model(args.model, cfg, dataset, parser)
     n = len(train[0])
     if args.batch_size > n:
@@ -356,6 +386,9 @@ def _train(args, parser):
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[dataset]
     steps = n // args.batch_size
+    if epochs * steps > MAX_STEPS:
+        parser.error(f"argument --epochs: {epochs:,} epochs of {steps:,} steps are {epochs * steps:,} steps, "
+                     f"more than the {MAX_STEPS:,} that the step counter (int32) counts")
     lr_sched, sched_desc = _schedule(args, parser, lr, epochs, steps)
     optimizer = _optimizer(args, lr_sched)
     augment = None
@@ -389,11 +422,17 @@ def _run_name(model):
 def _run_info(params_path):
     """(the run description, the recorded input shape or None) from metrics.json beside a params
     file; ({}, None) when there is none."""
+    from fnnet.io import read_regular
+
+    path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "metrics.json")
     try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(params_path)), "metrics.json")) as f:
-            metrics = json.load(f)
+        metrics = json.loads(read_regular(path, fn="fnnet eval", what="run description",
+                                          max_bytes=METRICS_MAX_BYTES))
         run, shape = metrics.get("run"), metrics.get("input_shape")
-    except (OSError, ValueError, AttributeError):
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError, AttributeError) as e:
+        print(f"fnnet eval: warning: ignoring {path}: {_one_line(e)}", file=sys.stderr)
         return {}, None
     if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
         shape = None
@@ -402,10 +441,15 @@ def _run_info(params_path):
 
 def _eval_three_layer_net(path, x, t):
     """The book's sample_weight.pkl: chapter 3's sigmoid 784-50-100-10 network, forward only."""
+    import numpy as np
+
     from fnnet.io import load_params
     from fnnet.models import batched_accuracy, three_layer_net
 
     params = load_params(path)
+    bad = sorted(k for k, v in params.items() if not np.isfinite(np.asarray(v, np.float64)).all())
+    if bad:
+        raise DataError(f"{path}: {', '.join(bad)} hold NaN or infinite values; refusing to evaluate them")
     return batched_accuracy(lambda xb: three_layer_net.predict(params, xb), x, t, batch_size=1000)
 
 
@@ -435,7 +479,7 @@ def _eval(args, parser):
     args.dataset = args.dataset or run.get("dataset")
     if path.endswith(".pkl") and not args.dataset:
         args.dataset = "mnist"
-    dataset, (_, (x, t)) = _load_data(args, _printer(sys.stderr))
+    dataset, (_, (x, t)) = _load_data(args, _printer(sys.stderr), _printer(sys.stderr))
     if chapter3:
         acc = _eval_three_layer_net(path, x.reshape(len(x), -1), t)
         print(f"test accuracy {acc:.4f} (the chapter 3 network on {dataset}, {len(x)} test images, {path})")
@@ -498,28 +542,59 @@ def _one_line(e: BaseException) -> str:
         else f"{type(e).__name__}: {text}"
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr, naming the command, not a source line."""
+    print(f"fnnet: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     """Entry point of the `fnnet` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    sub = parser.commands[args.command]
-    enable_compile_cache()
-    try:
-        if args.command == "train":
-            return _train(args, sub)
-        if args.command == "eval":
-            return _eval(args, sub)
-        from fnnet import experiments
+    import signal
+    import warnings
 
-        return experiments.run(args)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    sub = parser.commands[args.command]
+    if extra:
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    enable_compile_cache()
+    resume = "; resume with --resume" if args.command == "train" else ""
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if args.command == "train":
+                return _train(args, sub)
+            if args.command == "eval":
+                return _eval(args, sub)
+            from fnnet import experiments
+
+            return experiments.run(args)
     except KeyboardInterrupt:
-        print(f"fnnet {args.command}: interrupted", file=sys.stderr)
+        print(f"fnnet {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"fnnet {args.command}: terminated{resume}", file=sys.stderr)
+        return 143
     except Exception as e:
         if getattr(args, "debug", False):
             raise
-        print(f"fnnet {args.command}: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+        causes = getattr(e, "causes", ())
+        hint = "" if causes else " (--debug shows the traceback)"
+        print(f"fnnet {args.command}: error: {_one_line(e)}{hint}", file=sys.stderr)
+        for cause in causes:
+            print(f"  - {cause}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

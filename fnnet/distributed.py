@@ -20,16 +20,21 @@ and every key (the step keys, dropout's fold_in keys, augmentation's) is derived
 compiler can split the random draws across devices instead of computing them whole on each;
 fnnet leaves it as JAX sets it, since changing it would change every random number of a seed.
 
-Several processes: call `initialize` first in every process (it runs `jax.distributed.initialize`);
-`jax.devices()` then lists the devices of all processes and `make_mesh` spans them. Every process
-holds the same host arrays (same data files, same seed), and the `put_*` helpers make global arrays
-from them, each process transferring only the shards its own devices hold. `put_local` is the other
-way in: a process gives only its own rows of a batch (`process_slice` says which).
+Several processes: call `initialize` first in every process (it runs `jax.distributed.initialize`
+after a handshake of its own that fails with one line, DistributedInitError, when the processes have
+not all joined within a deadline, INIT_TIMEOUT_S = 60 s by default); `jax.devices()` then lists the
+devices of all processes and `make_mesh` spans them. Every process holds the same host arrays (same
+data files, same seed), and the `put_*` helpers make global arrays from them, each process
+transferring only the shards its own devices hold. `put_local` is the other way in: a process gives
+only its own rows of a batch (`process_slice` says which).
 """
 
 from __future__ import annotations
 
 import os
+import selectors
+import socket
+import time
 from collections.abc import Callable, Sequence
 
 import jax
@@ -53,6 +58,7 @@ __all__ = [
     "put_local",
     "process_slice",
     "initialize",
+    "DistributedInitError",
     "is_main_process",
 ]
 
@@ -60,6 +66,8 @@ DATA_AXIS = "data"
 ENV_COORDINATOR = "FNNET_COORDINATOR"
 ENV_NUM_PROCESSES = "FNNET_NUM_PROCESSES"
 ENV_PROCESS_ID = "FNNET_PROCESS_ID"
+ENV_INIT_TIMEOUT = "FNNET_INIT_TIMEOUT"
+INIT_TIMEOUT_S = 60  # seconds that initialize waits for all processes to join, by default
 
 
 # ----------------------------------------------------------------------------- the mesh
@@ -283,15 +291,305 @@ def _env_int(fn, var, value):
         raise ValueError(f"{fn}: {var} must be an integer, got {value!r}") from None
 
 
+class DistributedInitError(RuntimeError):
+    """The processes of a multi-process run did not all meet at the coordinator in time, or the
+    coordinator could not be reached or started; the message is one line that names the coordinator,
+    this process and, where known, the processes that are missing."""
+
+
+def _parse_coordinator(fn, coordinator) -> tuple[str, int]:
+    """(host, port) of 'host:port' (an IPv6 host in brackets: '[::1]:1234'), port in 1..65535."""
+    if not isinstance(coordinator, str):
+        raise ValueError(f"{fn}: coordinator must be 'host:port', got {coordinator!r}")
+    host, sep, port = coordinator.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(
+            f"{fn}: coordinator must be 'host:port' with an IPv6 host in brackets ('[::1]:1234'), "
+            f"got {coordinator!r}"
+        )
+    if not sep or not host.strip() or not port:
+        raise ValueError(f"{fn}: coordinator must be 'host:port', got {coordinator!r}")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            f"{fn}: the port of coordinator {coordinator!r} must be an integer from 1 to 65535, got {port!r}"
+        )
+    return host, int(port)
+
+
+def _init_timeout(fn, timeout, from_env: bool) -> int:
+    """The argument `timeout`, else FNNET_INIT_TIMEOUT (read only when from_env), else INIT_TIMEOUT_S."""
+    if timeout is None:
+        raw = os.environ.get(ENV_INIT_TIMEOUT, "") if from_env else ""
+        if not raw.strip():
+            return INIT_TIMEOUT_S
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{fn}: {ENV_INIT_TIMEOUT} must be a whole number of seconds >= 1, got {raw!r}")
+        return value
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, np.integer)):
+        raise TypeError(f"{fn}: timeout must be a whole number of seconds >= 1, got {timeout!r}")
+    if timeout < 1:
+        raise ValueError(f"{fn}: timeout must be a whole number of seconds >= 1, got {int(timeout)}")
+    return int(timeout)
+
+
+def _processes(ids) -> str:
+    """'process 1' or 'processes 1-3, 5'."""
+    ids = sorted(ids)
+    runs, start = [], None
+    for k, i in enumerate(ids):
+        if start is None:
+            start = i
+        if k + 1 == len(ids) or ids[k + 1] != i + 1:
+            runs.append(f"{start}" if start == i else f"{start}-{i}")
+            start = None
+    return ("process " if len(ids) == 1 else "processes ") + ", ".join(runs)
+
+
+# The handshake before jax.distributed.initialize, on the coordinator's port, one line per message:
+# each process i > 0 connects and sends HELLO i N; process 0 answers every change of the set of joined
+# processes with "joined 0,1,..." to all of them, "go" once all N have joined, or "error TEXT".
+_HELLO = "fnnet-initialize-1"
+_POLL_S = 0.25  # the longest single wait inside the handshake, so that the deadline is kept
+
+
+def _send(conn, line: str) -> bool:
+    try:
+        conn.sendall(line.encode() + b"\n")
+        return True
+    except OSError:
+        return False
+
+
+def _listen(fn, coordinator, port, n):
+    try:
+        if socket.has_dualstack_ipv6():  # all addresses, as jax.distributed's default bind '[::]:port'
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=n)
+        return socket.create_server(("", port), backlog=n)
+    except OSError as e:
+        raise DistributedInitError(
+            f"{fn}: process 0 cannot listen on port {port} for the coordinator {coordinator}: "
+            f"{e.strerror or e}; choose a free port"
+        ) from None
+
+
+def _host_handshake(fn, coordinator, port, n, timeout, deadline):
+    """Process 0: accept the other processes on the port until all have joined or the deadline."""
+    server = _listen(fn, coordinator, port, n)
+    sel = selectors.DefaultSelector()
+    sel.register(server, selectors.EVENT_READ)
+    unknown: dict = {}  # connection -> bytes received before its HELLO line
+    joined: dict = {}  # process id -> connection
+    gone: set = set()  # processes that joined, then closed the connection (gave up or died)
+
+    def drop(conn):
+        sel.unregister(conn)
+        unknown.pop(conn, None)
+        for i, c in list(joined.items()):
+            if c is conn:
+                del joined[i]
+                gone.add(i)
+        conn.close()
+
+    def broadcast(line):
+        for conn in list(joined.values()):
+            if not _send(conn, line):
+                drop(conn)
+
+    def fail(what, conn):  # tell the process on conn and those joined, then raise here
+        _send(conn, f"error {what}")
+        drop(conn)
+        broadcast(f"error {what}")
+        raise DistributedInitError(f"{fn}: {what} (this is process 0 of {n})")
+
+    try:
+        while len(joined) < n - 1:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = set(range(1, n)) - set(joined)
+                went = f"; {_processes(gone & missing)} had joined, then left" if gone & missing else ""
+                raise DistributedInitError(
+                    f"{fn}: the processes did not all join the coordinator {coordinator} within {timeout} s "
+                    f"(this is process 0 of {n}; missing: {_processes(missing)}{went})"
+                )
+            changed = False
+            for key, _ in sel.select(min(left, _POLL_S)):
+                if key.fileobj is server:
+                    try:
+                        conn, _ = server.accept()
+                    except OSError:
+                        continue
+                    conn.settimeout(_POLL_S)
+                    unknown[conn] = b""
+                    sel.register(conn, selectors.EVENT_READ)
+                    continue
+                conn = key.fileobj
+                try:
+                    data = conn.recv(256)
+                except OSError:
+                    data = b""
+                if conn not in unknown:  # a joined process says nothing more: it closed or died
+                    if not data:
+                        drop(conn)
+                        changed = True
+                    continue
+                buf = unknown[conn] + data
+                if b"\n" not in buf:
+                    if not data or len(buf) > 256:  # not an fnnet process
+                        drop(conn)
+                    else:
+                        unknown[conn] = buf
+                    continue
+                words = buf.split(b"\n", 1)[0].decode(errors="replace").split()
+                del unknown[conn]
+                if len(words) != 3 or words[0] != _HELLO or not all(w.isdigit() for w in words[1:]):
+                    drop(conn)
+                    continue
+                i, m = int(words[1]), int(words[2])
+                if m != n:
+                    fail(f"process {i} was started with num_processes={m} but process 0 with {n}, at the "
+                         f"coordinator {coordinator}", conn)
+                if i in joined:
+                    fail(f"two processes say they are process {i} at the coordinator {coordinator}", conn)
+                if not 1 <= i < n:
+                    fail(f"a process says it is process {i} at the coordinator {coordinator}", conn)
+                joined[i] = conn
+                changed = True
+            if changed:
+                broadcast("joined " + ",".join(str(i) for i in sorted({0, *joined})))
+        broadcast("go")
+        # The others close first (their side keeps TIME_WAIT), then the port is free for JAX's server.
+        end = time.monotonic() + 2
+        for conn in list(joined.values()):
+            try:
+                while time.monotonic() < end and conn.recv(256):
+                    pass
+            except OSError:
+                pass
+    finally:
+        for conn in [*unknown, *joined.values()]:
+            conn.close()
+        sel.close()
+        server.close()
+
+
+def _join_handshake(fn, host, port, coordinator, process_id, n, timeout, deadline):
+    """Process i > 0: connect to process 0 (retrying until the deadline), say who this is, and wait
+    for process 0 to say that all have joined."""
+    me = f"this is process {process_id} of {n}"
+    last = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = f"; last error: {last.strerror or last}" if last is not None else ""
+            raise DistributedInitError(
+                f"{fn}: could not reach the coordinator {coordinator} within {timeout} s ({me}{reason}); "
+                "is process 0 running and the address right?"
+            )
+        try:
+            conn = socket.create_connection((host, port), timeout=min(left, 2.0))
+            break
+        except OSError as e:
+            last = e
+            time.sleep(max(0.0, min(_POLL_S, deadline - time.monotonic())))
+    with conn:
+        joined, buf = None, b""
+        if not _send(conn, f"{_HELLO} {process_id} {n}"):
+            buf = None
+        while buf is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            conn.settimeout(min(left, _POLL_S))
+            try:
+                data = conn.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                break
+            buf += data
+            while buf is not None and b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text == "go":
+                    return
+                if text.startswith("error "):
+                    raise DistributedInitError(f"{fn}: {text[6:]} ({me})")
+                ids = text[7:].split(",") if text.startswith("joined ") else []
+                if not ids or not all(s.isdigit() for s in ids):
+                    buf = None  # not an fnnet process 0
+                    break
+                joined = {int(s) for s in ids}
+        if joined is None:
+            raise DistributedInitError(
+                f"{fn}: the coordinator {coordinator} did not answer as fnnet process 0 within {timeout} s "
+                f"({me}); is the address right, and does every process call fnnet.distributed.initialize?"
+            )
+        missing = _processes(set(range(n)) - joined)
+        if deadline - time.monotonic() > 0:
+            raise DistributedInitError(
+                f"{fn}: the coordinator {coordinator} closed the connection before all processes joined "
+                f"({me}; missing: {missing})"
+            )
+        raise DistributedInitError(
+            f"{fn}: the processes did not all join the coordinator {coordinator} within {timeout} s "
+            f"({me}; missing: {missing})"
+        )
+
+
+def _jax_started() -> bool:
+    """Whether jax.distributed.initialize would refuse at once (called before, or after a JAX call)."""
+    try:
+        from jax._src import xla_bridge
+
+        backends = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        backends = False
+    return backends or getattr(jax.distributed, "is_initialized", lambda: False)()
+
+
+_JAX_ERRORS = tuple(
+    e for e in (getattr(jax.errors, "JaxRuntimeError", None), getattr(jax.errors, "XlaRuntimeError", None))
+    if isinstance(e, type)
+)
+
+
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+               process_id: int | None = None, *, timeout: int | None = None) -> bool:
     """Join a multi-process run through jax.distributed.initialize, before any other JAX call.
 
-    Arguments left None are read from FNNET_COORDINATOR (host:port of process 0),
-    FNNET_NUM_PROCESSES and FNNET_PROCESS_ID. Returns False, doing nothing, when none of the three is
-    given (a single process); raises ValueError when only some are. On the CPU the cross-process
-    collectives use gloo (set when jax_cpu_collectives_implementation is unset)."""
+    Arguments left None are read from FNNET_COORDINATOR (host:port of process 0, the port 1-65535, an
+    IPv6 host in brackets), FNNET_NUM_PROCESSES and FNNET_PROCESS_ID. Returns False, doing nothing, when
+    none of the three is given (a single process); raises ValueError when only some are. On the CPU the
+    cross-process collectives use gloo (set when jax_cpu_collectives_implementation is unset).
+
+    Every wait has a deadline: `timeout` seconds (an int >= 1; None: FNNET_INIT_TIMEOUT, read only in
+    a multi-process run, else INIT_TIMEOUT_S = 60). When the processes have not all joined by then,
+    each raises DistributedInitError, one line naming the coordinator, this process and the processes
+    still missing (process 0 knows them; the others learn them from process 0, or say that process 0
+    could not be reached).
+
+    Why not only jax.distributed.initialize(initialization_timeout=timeout): JAX 0.10 does not raise
+    when it times out, it aborts the process (exit 134, a C++ stack trace), in process 0 and in the
+    others alike. So the processes first meet in a small handshake of their own on the coordinator's
+    port, which keeps the deadline and fails with a Python exception: process 0 listens there, the
+    others connect and say who they are, process 0 tells them who has joined and lets them go once all
+    have. It then closes the port and every process calls jax.distributed.initialize(coordinator,
+    num_processes, process_id, initialization_timeout=timeout), which now only waits (at most timeout
+    seconds, plus 5 that JAX adds) for processes known to be alive; a process that dies in between
+    can still make JAX abort the others. Every
+    process must therefore join through this function, not through jax.distributed.initialize alone.
+    An error that JAX raises (e.g. its server cannot start) becomes a one-line DistributedInitError."""
     fn = "initialize"
+    if timeout is not None:
+        _init_timeout(fn, timeout, from_env=False)
     if coordinator is None:
         coordinator = os.environ.get(ENV_COORDINATOR) or None
     if num_processes is None and os.environ.get(ENV_NUM_PROCESSES):
@@ -307,8 +605,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             f"{fn}: a multi-process run needs coordinator, num_processes and process_id (or "
             f"{ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); missing {', '.join(missing)}"
         )
-    if not isinstance(coordinator, str) or not coordinator.rpartition(":")[2].isdigit():
-        raise ValueError(f"{fn}: coordinator must be 'host:port', got {coordinator!r}")
+    host, port = _parse_coordinator(fn, coordinator)
     for name in ("num_processes", "process_id"):
         v = given[name]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -319,9 +616,24 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             f"{fn}: need num_processes >= 1 and 0 <= process_id < num_processes, "
             f"got num_processes={num_processes}, process_id={process_id}"
         )
+    timeout = _init_timeout(fn, timeout, from_env=True)
     if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") is None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes, process_id)
+    if not _jax_started():  # else jax.distributed.initialize raises its own RuntimeError at once
+        deadline = time.monotonic() + timeout
+        if process_id == 0:
+            _host_handshake(fn, coordinator, port, num_processes, timeout, deadline)
+        else:
+            _join_handshake(fn, host, port, coordinator, process_id, num_processes, timeout, deadline)
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   initialization_timeout=min(timeout, 2**31 - 1))
+    except _JAX_ERRORS as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DistributedInitError(
+            f"{fn}: jax.distributed.initialize failed with the coordinator {coordinator} "
+            f"(this is process {process_id} of {num_processes}): {first}"
+        ) from e
     return True
 
 

@@ -20,18 +20,24 @@ import json
 import os
 import pickle
 import re
+import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = [
     "save_params", "load_params", "UnsafePickleError", "SafeUnpickler", "safe_load_pickle", "atomic_write",
-    "save_json", "temp_file", "remove_stale_temporaries", "ensure_writable_dir",
+    "save_json", "temp_file", "remove_stale_temporaries", "ensure_writable_dir", "open_regular",
+    "read_regular", "check_npz_members", "NotARegularFileError", "TooLargeError", "MAX_PARAMS_BYTES",
 ]
 
 TREE_KEY = "__fnnet_tree__"
+# The most bytes `load_params` reads (file size, and the decompressed members of an .npz together):
+# 2 GiB is 500 million float32 weights, far beyond any network of the book.
+MAX_PARAMS_BYTES = 2 * 2**30
 ZIP_MAGIC = b"PK"
 
 
@@ -120,6 +126,79 @@ def save_json(obj, path) -> None:
     """Write `obj` as indented JSON to `path`, atomically."""
     data = json.dumps(obj, indent=2).encode()
     atomic_write(path, lambda f: f.write(data))
+
+
+class NotARegularFileError(OSError):
+    """A path that is a FIFO, a device, a socket or a folder (or a link to one): reading it could
+    block forever or never end, so fnnet refuses it before reading."""
+
+
+class TooLargeError(ValueError):
+    """A file, or what it would decompress to, is larger than the stated cap for what it should hold."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path, *, fn: str, what: str = "file", max_bytes: int | None = None):
+    """Open `path` for binary reading only if it is a regular file (a link to one is fine) of at
+    most `max_bytes` bytes; returns (file object, size). The file is opened non-blocking and
+    checked with fstat on the open descriptor, so a FIFO cannot hang the open or the read and
+    a swap between a check and the open is still caught. Raises NotARegularFileError or
+    TooLargeError naming `fn`, `what` and the path; FileNotFoundError etc. pass through."""
+    path = os.fspath(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFileError(f"{fn}: {what} {path} is {_kind(st.st_mode)}, not a regular file; "
+                                       "refusing to read it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise TooLargeError(f"{fn}: {what} {path} is {st.st_size:,} bytes, more than the {max_bytes:,} "
+                                "a file of this kind may hold; refusing to read it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path, *, fn: str, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` bytes (see `open_regular`); reads no
+    more than the cap even if the file grows meanwhile."""
+    f, size = open_regular(path, fn=fn, what=what, max_bytes=max_bytes)
+    with f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise TooLargeError(f"{fn}: {what} {os.fspath(path)} grew past the {max_bytes:,} bytes allowed while "
+                            "it was read; refusing it")
+    return data
+
+
+def check_npz_members(source, *, fn: str, what: str, max_bytes: int) -> None:
+    """Refuse an .npz (a path, bytes or a binary file object) whose members would decompress to
+    more than `max_bytes` together, from the sizes in its zip directory, before anything is
+    decompressed (a zip bomb of a few MB can expand to GBs). np.load then reads each member
+    through zipfile, which stops at the recorded size."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    try:
+        with zipfile.ZipFile(source) as z:
+            total = sum(info.file_size for info in z.infolist())
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{fn}: {what} is not a readable .npz archive ({e})") from None
+    if total > max_bytes:
+        raise TooLargeError(f"{fn}: {what} would decompress to {total:,} bytes, more than the {max_bytes:,} "
+                            "allowed; refusing to decompress it (a damaged file or a zip bomb)")
+    if hasattr(source, "seek"):
+        source.seek(0)
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -262,20 +341,23 @@ def save_params(params, path) -> None:
     atomic_write(path, lambda f: np.savez(f, **{TREE_KEY: tree}, **leaves))
 
 
-def load_params(path):
+def load_params(path, max_bytes: int = MAX_PARAMS_BYTES):
     """Read parameters from `.npz` (as written by `save_params`, or any plain npz) or the book's `.pkl`.
 
     Returns the same nesting as saved, with NumPy arrays as leaves. An npz without the tree
     description is rebuilt into nested dicts by splitting its keys on '/'. Pickles are read by
     `SafeUnpickler` (UnsafePickleError for anything but arrays and plain containers) and must
-    hold a dict.
+    hold a dict. Only a regular file is read, and only if it holds (and, for an npz, its zip
+    directory says it decompresses to) at most `max_bytes`; otherwise NotARegularFileError or
+    TooLargeError, before the bytes are read.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    f, _ = open_regular(path, fn="load_params", what="parameter file", max_bytes=max_bytes)
+    with f:
         head = f.read(2)
         f.seek(0)
         if head == ZIP_MAGIC:
-            data = f.read()
+            data = f.read(max_bytes + 1)
         else:
             try:
                 obj = safe_load_pickle(f)
@@ -285,6 +367,7 @@ def load_params(path):
                 raise ValueError(f"load_params: {path} is neither an .npz archive nor a readable pickle "
                                  f"({type(e).__name__}: {e})") from e
             return _check_pickled(obj, path)
+    check_npz_members(data, fn="load_params", what=path, max_bytes=max_bytes)
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         leaves = {k: z[k] for k in z.files}
     tree = leaves.pop(TREE_KEY, None)

@@ -5,7 +5,8 @@
 
 A schedule takes the step count (an int32 scalar, possibly traced under `jax.jit`; the first
 update is step 0) and returns the learning rate as a float32 scalar. Any function of that form
-is a schedule; the ones here check their arguments when built:
+is a schedule; the ones here check their arguments when built. Step counts and boundaries must
+fit the int32 counter (at most MAX_STEPS = 2**31 - 1); larger ones are refused, not wrapped:
 
 - constant(lr):                 lr
 - step_decay(lr, boundaries, f): lr * f**k, k = number of boundaries <= step
@@ -23,9 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._checks import check_int, check_number, is_concrete
+from fnnet._checks import MAX_STEPS, check_number, check_steps, is_concrete
 
-__all__ = ["constant", "step_decay", "exponential_decay", "cosine_decay", "linear_warmup", "as_schedule"]
+__all__ = [
+    "MAX_STEPS", "constant", "step_decay", "exponential_decay", "cosine_decay", "linear_warmup",
+    "as_schedule",
+]
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -78,7 +82,7 @@ def step_decay(lr: float, boundaries: Sequence[int], factor: float = 0.1) -> Sch
     check_number(fn, "factor", factor, low=0.0, high=1.0, low_open=True)
     if isinstance(boundaries, (str, bytes)) or not isinstance(boundaries, Sequence | np.ndarray):
         raise TypeError(f"{fn}: boundaries must be a sequence of steps, got {boundaries!r}")
-    bounds = [check_int(fn, "boundaries", b, low=1) for b in boundaries]
+    bounds = [check_steps(fn, "boundaries", b) for b in boundaries]
     if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
         raise ValueError(f"{fn}: boundaries must be strictly increasing, got {bounds}")
     table = np.array([float(lr) * float(factor) ** k for k in range(len(bounds) + 1)], np.float32)
@@ -96,7 +100,7 @@ def exponential_decay(lr: float, decay_steps: int, rate: float) -> Schedule:
     """lr * rate**(step / decay_steps), continuous in step; rate in (0, 1]."""
     fn = "exponential_decay"
     _check_lr(fn, "lr", lr)
-    n = check_int(fn, "decay_steps", decay_steps, low=1)
+    n = check_steps(fn, "decay_steps", decay_steps)
     check_number(fn, "rate", rate, low=0.0, high=1.0, low_open=True)
 
     def schedule(step):
@@ -111,7 +115,7 @@ def cosine_decay(lr: float, decay_steps: int, final: float = 0.0) -> Schedule:
     step 0 down to `final` (0 <= final <= lr) at decay_steps, then final."""
     fn = "cosine_decay"
     _check_lr(fn, "lr", lr)
-    n = check_int(fn, "decay_steps", decay_steps, low=1)
+    n = check_steps(fn, "decay_steps", decay_steps)
     check_number(fn, "final", final, low=0.0)
     if is_concrete(final) and is_concrete(lr) and float(final) > float(lr):
         raise ValueError(f"{fn}: final must be <= lr ({lr}), got {final}")
@@ -129,7 +133,7 @@ def linear_warmup(schedule_or_lr, warmup_steps: int, start: float = 0.0) -> Sche
     warm-up), so a decay after warm-up begins at its peak; a number is a constant schedule."""
     fn = "linear_warmup"
     inner = as_schedule(schedule_or_lr, fn, "schedule_or_lr")
-    w = check_int(fn, "warmup_steps", warmup_steps, low=1)
+    w = check_steps(fn, "warmup_steps", warmup_steps)
     check_number(fn, "start", start, low=0.0)
 
     def schedule(step):

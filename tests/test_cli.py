@@ -109,7 +109,10 @@ def test_usage_errors_exit_2_naming_the_option(argv, message, capsys, tmp_path):
         main(argv + ["--out", str(tmp_path)] if argv[:1] == ["train"] else argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and "usage: fnnet" in err and "Traceback" not in err
+    command = argv[0] if argv else None
+    first, see = err.splitlines()  # one line, then where to read more; no usage block
+    assert first.startswith(f"fnnet {command}: error: " if command else "fnnet: error: ") and message in first
+    assert see == (f"see fnnet {command} --help" if command else "see fnnet --help")
 
 
 def test_missing_mnist_is_one_clear_error(tmp_path, monkeypatch, capsys):
@@ -119,8 +122,12 @@ def test_missing_mnist_is_one_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["train", "--no-progress", "--out", str(tmp_path / "run"), "--data-dir",
                  str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("fnnet train: error: cannot load mnist: MNIST not found")
-    assert "FNNET_DATA_DIR" in err and "--dataset digits" in err and "Traceback" not in err
+    first, *causes = err.splitlines()  # one line, then each place tried, indented
+    assert first.startswith("fnnet train: error: cannot load mnist: no verified copy")
+    assert first.endswith("Tried, in order:")
+    assert "FNNET_DATA_DIR" in first and "--dataset digits" in first and "Traceback" not in err
+    assert causes and all(c.startswith("  - ") for c in causes)
+    assert any("nowhere" in c for c in causes) and any("download" in c for c in causes)
 
 
 def test_eval_with_params_of_another_shape_is_refused(tmp_path, capsys):

@@ -55,14 +55,16 @@ def test_bad_input_is_one_line_errors(tmp_path, capsys):
         experiments.run(parse([]))
     with pytest.raises(SystemExit):
         parse(["gates", "--seed", "-1"])
-    assert "must be >= 0, got -1" in capsys.readouterr().err
+    assert "must be in 0..4294967295 (a JAX PRNG key holds 32 bits), got -1" in capsys.readouterr().err
     afile = tmp_path / "file"
     afile.write_text("x")
     msg = rf"experiment gates: the output folder {afile} exists and is not a folder"
     with pytest.raises(NotADirectoryError, match=msg):
         experiments.run(parse(["gates", "--out", str(afile)]))
-    with pytest.raises(ValueError, match=r"experiment gates: seed must be an integer >= 0, got -2"):
+    with pytest.raises(ValueError, match=r"experiment gates: seed must be >= 0, got -2"):
         experiments.EXPERIMENTS["gates"][1](str(tmp_path), seed=-2)
+    with pytest.raises(ValueError, match=r"experiment gates: seed must be in 0..4294967295"):
+        experiments.EXPERIMENTS["gates"][1](str(tmp_path), seed=2**32)
 
 
 def test_module_entry_point(tmp_path, capsys):

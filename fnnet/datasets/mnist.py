@@ -9,19 +9,27 @@ Where the data comes from, in order:
 2. the four IDX files (raw or .gz, `train-images-idx3-ubyte` or `train-images.idx3-ubyte`
    style) in `data_dir`, then in `$FNNET_DATA_DIR`, then in the user cache folder
    (`$XDG_CACHE_HOME/fnnet` or `~/.cache/fnnet`);
-3. a download of the missing files from `MNIST_MIRRORS` (tried in turn, with a timeout and a
-   progress bar) into the user cache folder.
+3. a download of the missing files from `MNIST_MIRRORS` (tried in turn, with a timeout per read,
+   a deadline per file and a progress bar) into the user cache folder.
 
 Every file is verified by the SHA-256 of its decompressed content before it is used; a file
 that fails is skipped (with a warning) and neither used nor cached. Downloads and the cache are
 written under a temporary name and renamed only when complete and verified.
+
+Every read is bounded before the bytes are held: only regular files are read (a FIFO or a link
+to a device is skipped with the reason), a raw IDX file must have the size of its MNIST file
+(`MNIST_BYTES`), a .gz is decompressed up to that size and no further, and the cache's members
+must fit in the sizes of the four files before anything of it is decompressed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import stat
 import tempfile
+import time
 import urllib.request
 import warnings
 import zipfile
@@ -31,10 +39,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fnnet.datasets.idx import ChecksumError, IdxError, parse_idx, read_bytes, sha256_of
-from fnnet.io import atomic_write, remove_stale_temporaries, temp_file
+from fnnet.io import (
+    atomic_write,
+    check_npz_members,
+    open_regular,
+    remove_stale_temporaries,
+    temp_file,
+)
 
 __all__ = [
-    "MNIST_FILES", "MNIST_SHA256", "MNIST_MIRRORS", "MNISTNotFoundError", "load_mnist",
+    "MNIST_FILES", "MNIST_SHA256", "MNIST_BYTES", "MNIST_MIRRORS", "MNISTNotFoundError", "load_mnist",
     "load_mnist_arrays", "default_cache_dir", "one_hot",
 ]
 
@@ -49,6 +63,9 @@ MNIST_SHA256 = {
     TEST_IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Size in bytes of the decompressed IDX files (header + data): a raw file of another size is not
+# read, and a .gz is decompressed up to this size and no further.
+MNIST_BYTES = {TRAIN_IMAGES: 47_040_016, TRAIN_LABELS: 60_008, TEST_IMAGES: 7_840_016, TEST_LABELS: 10_008}
 
 # Public mirrors of the four `<name>.gz` files, tried in this order. The environment variable
 # FNNET_MNIST_MIRRORS (comma-separated base URLs, file:// allowed) or `mirrors=` replaces the list.
@@ -59,8 +76,16 @@ MNIST_MIRRORS = (
 )
 ENV_DATA_DIR = "FNNET_DATA_DIR"
 ENV_MIRRORS = "FNNET_MNIST_MIRRORS"
-DOWNLOAD_TIMEOUT_S = 30.0
-MAX_FILE_BYTES = 64 * 2**20  # largest MNIST file: 47,040,016 bytes decompressed
+ENV_DEADLINE = "FNNET_MNIST_DEADLINE"
+DOWNLOAD_TIMEOUT_S = 30.0  # the longest wait for the connection or for one read of a download
+# The longest one file's download may take (10 minutes is 80 kB/s for the 9.9 MB of the largest
+# .gz); checked between reads, so a mirror that trickles bytes fails too. FNNET_MNIST_DEADLINE
+# (seconds) replaces it.
+DOWNLOAD_DEADLINE_S = 600.0
+# The most bytes of one downloaded file, and of one decompressed file of an IDX set other than
+# MNIST itself (`sha256=`); the largest MNIST file is 47,040,016 bytes decompressed.
+MAX_FILE_BYTES = 64 * 2**20
+CACHE_MARGIN_BYTES = 2**20  # the cache's .npy headers, version and digests, beyond the four arrays
 CACHE_VERSION = 1
 
 
@@ -133,13 +158,17 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
         return arrays
 
     places = []
-    if data_dir is not None:
+    if data_dir is not None and os.fspath(data_dir) == "":
+        tried.append("data_dir: an empty path, so no folder was searched for it")
+    elif data_dir is not None:
         places.append((f"data_dir={data_dir}", Path(data_dir)))
     env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        places.append((f"{ENV_DATA_DIR}={env}", Path(env)))
-    else:
+    if env is None:
         tried.append(f"{ENV_DATA_DIR}: not set")
+    elif env == "":
+        tried.append(f"{ENV_DATA_DIR}: set to an empty value, so no folder was searched for it")
+    else:
+        places.append((f"{ENV_DATA_DIR}={env}", Path(env)))
     places.append((f"user cache {cache_dir}", cache_dir))
 
     arrays, sources = {}, {}
@@ -147,8 +176,9 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
         todo = [s for s in MNIST_FILES if s not in arrays]
         if not todo:
             break
-        if not folder.is_dir():
-            tried.append(f"{label}: no such folder")
+        problem = _folder_problem(folder)
+        if problem:
+            tried.append(f"{label}: {problem}")
             continue
         absent = []
         for stem in todo:
@@ -157,7 +187,7 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
                 absent.append(stem)
             for path in paths:
                 try:
-                    arrays[stem] = _verified(read_bytes(path, MAX_FILE_BYTES), str(path), stem, digests[stem])
+                    arrays[stem] = _read_local(path, stem, digests)
                 except (OSError, IdxError, ChecksumError) as e:
                     tried.append(f"{label}: {e}")
                     warnings.warn(f"load_mnist: skipping {path}: {e}", stacklevel=3)
@@ -165,10 +195,11 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
                 sources[stem] = str(path)
                 break
         if absent:
-            tried.append(f"{label}: no {', '.join(absent)} (raw or .gz)")
+            tried.append(f"{label}: no {', '.join(absent)} in the folder (raw or .gz)")
 
     todo = [s for s in MNIST_FILES if s not in arrays]
     if todo and download:
+        deadline_s = _deadline_s()
         mirror_list = _mirror_list(mirrors)
         if not mirror_list:
             tried.append("download: the mirror list is empty")
@@ -176,7 +207,7 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
             for base in mirror_list:
                 url = base.rstrip("/") + "/" + stem + ".gz"
                 try:
-                    arrays[stem] = _download(url, cache_dir, stem, digests[stem], progress)
+                    arrays[stem] = _download(url, cache_dir, stem, digests, progress, deadline_s)
                 except Exception as e:  # any failure moves on to the next mirror
                     tried.append(f"download {url}: {type(e).__name__}: {e}")
                     continue
@@ -199,11 +230,40 @@ def load_mnist_arrays(*, data_dir=None, cache_dir=None, mirrors=None, download=T
     return arrays
 
 
+def _folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be searched (no such folder, not a folder, ...), or None if it can."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return "no such folder"
+    except OSError as e:
+        return f"cannot be examined ({e.strerror or e})"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"not a folder ({'a file' if stat.S_ISREG(st.st_mode) else 'a special file'})"
+    if not os.access(folder, os.X_OK):
+        return "a folder that cannot be searched (no permission)"
+    return None
+
+
 def _candidates(folder: Path, stem: str) -> list[Path]:
-    """Existing files for `stem` in `folder`: both naming styles, raw and .gz."""
+    """Entries for `stem` in `folder` (both naming styles, raw and .gz), of any kind: a FIFO or a
+    link to a device is listed too, so that reading it is refused with the reason."""
     dotted = stem.replace("-idx", ".idx")
     names = (stem, stem + ".gz", dotted, dotted + ".gz")
-    return [folder / n for n in names if (folder / n).is_file()]
+    return [folder / n for n in names if os.path.lexists(folder / n)]
+
+
+def _expected_bytes(stem: str, digests: dict) -> int | None:
+    """The decompressed size of `stem` when its digest is MNIST's own, else None (unknown)."""
+    return MNIST_BYTES[stem] if digests[stem] == MNIST_SHA256.get(stem) else None
+
+
+def _read_local(path: Path, stem: str, digests: dict) -> np.ndarray:
+    """The verified array of a regular file `path`: a raw file must have the expected size before
+    it is read, a .gz is decompressed up to it (MAX_FILE_BYTES when the size is unknown)."""
+    expected = _expected_bytes(stem, digests)
+    data = read_bytes(path, expected or MAX_FILE_BYTES, exact=expected is not None, fn="load_mnist")
+    return _verified(data, str(path), stem, digests[stem])
 
 
 def _verified(data: bytes, name: str, stem: str, digest: str) -> np.ndarray:
@@ -234,8 +294,28 @@ def _mirror_list(mirrors) -> list[str]:
     return list(mirrors)
 
 
-def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool) -> np.ndarray:
-    """Fetch `url` into a temporary file of `cache_dir`, verify, then rename it into place."""
+def _deadline_s() -> float:
+    """The download deadline per file: $FNNET_MNIST_DEADLINE if set, else DOWNLOAD_DEADLINE_S."""
+    env = os.environ.get(ENV_DEADLINE, "").strip()
+    if not env:
+        return DOWNLOAD_DEADLINE_S
+    try:
+        value = float(env)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"load_mnist: {ENV_DEADLINE}={env!r} is not a positive number of seconds")
+    return value
+
+
+def _download(url: str, cache_dir: Path, stem: str, digests: dict, progress: bool,
+              deadline_s: float) -> np.ndarray:
+    """Fetch `url` into a temporary file of `cache_dir`, verify, then rename it into place.
+
+    Each wait (the connection, one read) lasts at most DOWNLOAD_TIMEOUT_S, and the deadline is
+    checked between reads: a file not complete after `deadline_s` seconds is abandoned.
+    """
+    start = time.monotonic()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         folder = cache_dir
@@ -243,13 +323,25 @@ def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool)
         folder = Path(tempfile.mkdtemp(prefix="fnnet-mnist-"))
     fd, tmp = temp_file(folder, stem)
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+        timeout = min(DOWNLOAD_TIMEOUT_S, deadline_s)
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
             size = r.headers.get("Content-Length")
             total = int(size) if size and size.isdigit() else None
+            if total is not None and total > MAX_FILE_BYTES:
+                raise IdxError(f"{url}: announces {total:,} bytes, more than {MAX_FILE_BYTES:,}; not an "
+                               "MNIST file, not downloaded")
+            read = getattr(r, "read1", r.read)  # read1 returns what has arrived, without waiting for more
             got = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"{stem}.gz", disable=not progress,
                       leave=False) as bar:
-                while chunk := r.read(1 << 16):
+                while True:
+                    if time.monotonic() - start > deadline_s:
+                        raise TimeoutError(f"{url}: not complete after {deadline_s:g} s ({got:,} bytes "
+                                           f"received); abandoned (the deadline is ${ENV_DEADLINE} or "
+                                           "DOWNLOAD_DEADLINE_S)")
+                    chunk = read(1 << 16)
+                    if not chunk:
+                        break
                     got += len(chunk)
                     if got > MAX_FILE_BYTES:
                         raise IdxError(f"{url}: more than {MAX_FILE_BYTES:,} bytes, not an MNIST file")
@@ -259,8 +351,10 @@ def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool)
                 raise IdxError(f"{url}: received {got:,} of {total:,} bytes")
             f.flush()
             os.fsync(f.fileno())
-        data = read_bytes(tmp, MAX_FILE_BYTES, name=url)
-        arr = _verified(data, url, stem, digest)
+        expected = _expected_bytes(stem, digests)
+        data = read_bytes(tmp, expected or MAX_FILE_BYTES, name=url, exact=expected is not None,
+                          fn="load_mnist")
+        arr = _verified(data, url, stem, digests[stem])
         with open(tmp, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"
         os.replace(tmp, folder / (stem + (".gz" if gz else "")))
@@ -271,21 +365,29 @@ def _download(url: str, cache_dir: Path, stem: str, digest: str, progress: bool)
 
 
 def _read_cache(path: Path, digests: dict, tried: list) -> dict | None:
-    """The cached arrays if the file exists and every array matches its digest, else None."""
-    if not path.is_file():
+    """The cached arrays if the file exists and every array matches its digest, else None.
+
+    Only a regular file is read, of at most the four files' sizes (plus CACHE_MARGIN_BYTES), and
+    its zip directory is checked against that cap before any member is decompressed.
+    """
+    cap = sum(_expected_bytes(s, digests) or MAX_FILE_BYTES for s in MNIST_FILES) + CACHE_MARGIN_BYTES
+    if not os.path.lexists(path):
         tried.append(f"decoded cache {path}: not found")
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            version = z["version"]
-            if version.shape != () or not np.issubdtype(version.dtype, np.integer) \
-                    or int(version) != CACHE_VERSION:
-                raise ValueError(f"cache format {version.tolist()!r}, expected {CACHE_VERSION}")
-            arrays = {s: z[s] for s in MNIST_FILES}
+        f, _ = open_regular(path, fn="load_mnist", what="decoded cache", max_bytes=cap)
+        with f:
+            check_npz_members(f, fn="load_mnist", what="the decoded cache", max_bytes=cap)
+            with np.load(f, allow_pickle=False) as z:
+                version = z["version"]
+                if version.shape != () or not np.issubdtype(version.dtype, np.integer) \
+                        or int(version) != CACHE_VERSION:
+                    raise ValueError(f"cache format {version.tolist()!r}, expected {CACHE_VERSION}")
+                arrays = {s: z[s] for s in MNIST_FILES}
         for stem, arr in arrays.items():
             if arr.dtype != np.uint8 or sha256_of(arr) != digests[stem]:
                 raise ChecksumError(f"{stem} does not match its SHA-256")
-    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, TypeError, KeyError, EOFError, MemoryError, zipfile.BadZipFile) as e:
         tried.append(f"decoded cache {path}: rejected ({e}); it will be rebuilt")
         warnings.warn(f"load_mnist: rejecting the cache {path} ({e}); rebuilding it", stacklevel=4)
         return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from fnnet._checks import MAX_SEED
+
 __all__ = ["EXPERIMENTS", "add_parser", "run"]
 
 # name -> (module, one-line description); the modules are imported only when an experiment runs.
@@ -63,8 +65,9 @@ def _seed(text):
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED} (a JAX PRNG key holds 32 bits), "
+                                         f"got {value}")
     return value
 
 
@@ -99,8 +102,8 @@ def run(args) -> int:
         raise ValueError(f"fnnet experiment: unknown experiment {name!r}; choose one of "
                          f"{', '.join(EXPERIMENTS)}")
     seed = getattr(args, "seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"fnnet experiment: --seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"fnnet experiment: --seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     quick = bool(getattr(args, "quick", False))
     results = EXPERIMENTS[name][1](getattr(args, "out", None), seed=seed, quick=quick, progress=True)
     files = ", ".join(results["figures"])

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from fnnet.io import save_json
+from fnnet._checks import check_seed
+from fnnet.io import ensure_writable_dir, save_json
 
 DEFAULT_ROOT = os.path.join("runs", "experiments")
 RESULTS_FILE = "results.json"
@@ -19,11 +20,16 @@ def default_out_dir(name: str) -> str:
 
 
 def prepare_out_dir(name: str, out_dir) -> str:
-    """The folder for experiment `name` (default runs/experiments/<name>), created if missing."""
+    """The folder for experiment `name` (default runs/experiments/<name>), created if missing and
+    proved writable before the experiment runs, so a bad folder fails in a second, not at the end."""
     out_dir = os.fspath(out_dir) if out_dir is not None else default_out_dir(name)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NotADirectoryError(f"experiment {name}: the output folder {out_dir} exists and is not a folder")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        ensure_writable_dir(out_dir)
+    except OSError as e:
+        raise PermissionError(f"experiment {name}: cannot write into the output folder {out_dir} "
+                              f"({e.strerror or e}); choose another --out") from None
     return out_dir
 
 
@@ -51,8 +57,7 @@ def experiment(name: str):
     def wrap(body):
         @functools.wraps(body)
         def run(out_dir=None, *, seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(f"experiment {name}: seed must be an integer >= 0, got {seed!r}")
+            seed = check_seed(f"experiment {name}", seed)
             out_dir = prepare_out_dir(name, out_dir)
             t0 = time.perf_counter()
             body_results = body(out_dir, seed=int(seed), quick=bool(quick), progress=bool(progress))

@@ -4,7 +4,9 @@ Layout: a header line `FNNET-CHECKPOINT-1 <sha256 of payload>`, then the payload
 leaves of params, model state and optimizer state (in tree order), the PRNG key and `meta`
 (epoch, step, settings, the run's description, history) as JSON. A file that fails the
 checksum, has an unreadable payload or metadata of the wrong types or ranges raises
-`CheckpointError`; so does one written by a different run (`check_resume`).
+`CheckpointError`; so does one written by a different run (`check_resume`), one holding NaN or
+infinite values, and any path that is not a regular file (a FIFO, a device) or is larger than
+the cap for the run's parameters (`checkpoint_cap`), checked before it is read.
 """
 
 from __future__ import annotations
@@ -16,16 +18,25 @@ import json
 import numbers
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.io import atomic_write
+from fnnet.io import (
+    NotARegularFileError,
+    TooLargeError,
+    atomic_write,
+    check_npz_members,
+    open_regular,
+    read_regular,
+)
 
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "checkpoints",
-    "restore_leaves", "check_resume", "save_tree", "load_tree", "CHECKPOINT_PATTERN",
+    "restore_leaves", "check_resume", "save_tree", "load_tree", "CHECKPOINT_PATTERN", "checkpoint_cap",
+    "MAX_CHECKPOINT_BYTES",
 ]
 
 CHECKPOINT_MAGIC = b"FNNET-CHECKPOINT-1"
@@ -34,6 +45,22 @@ _CHECKPOINT_RE = re.compile(r"checkpoint-(\d{4,})\.ckpt$")
 HISTORY_KEYS = ("loss", "train_acc", "test_acc", "images_per_s")
 # Run settings that may change on resume: more epochs continue the same run.
 RESUMABLE_CHANGES = ("epochs",)
+# Without a model to size it by, a checkpoint may be at most this large.
+MAX_CHECKPOINT_BYTES = 4 * 2**30
+# Room for the metadata: the loss history is about 20 bytes of JSON per step (10 million steps).
+METADATA_ALLOWANCE = 256 * 2**20
+
+
+def _nbytes(*trees) -> int:
+    return sum(int(np.dtype(leaf.dtype).itemsize * np.prod(np.shape(leaf)))
+               for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def checkpoint_cap(params, state=None) -> int:
+    """The most bytes a checkpoint of a model with these params and state may take: 4x their size
+    (the params, the state, and an optimizer state of up to twice the params, as Adam's m and v)
+    plus METADATA_ALLOWANCE. A larger file is refused before it is read."""
+    return 4 * _nbytes(params, state) + METADATA_ALLOWANCE
 
 
 class CheckpointError(ValueError):
@@ -102,14 +129,17 @@ def _check_meta(path, meta) -> None:
             bad(f"history.{k} must hold {meta['epoch']} numbers")
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     """Read and verify a checkpoint; returns {'params', 'state', 'opt_state'} as lists of leaves,
-    'key' and 'meta'. Raises CheckpointError for a missing, truncated, altered or malformed file."""
+    'key' and 'meta'. Raises CheckpointError for a missing, truncated, altered or malformed file,
+    for one with non-finite arrays, and for a path that is not a regular file or holds (or would
+    decompress to) more than `max_bytes` (see `checkpoint_cap`), before reading it."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path, fn="load_checkpoint", what="checkpoint", max_bytes=max_bytes)
+    except (NotARegularFileError, TooLargeError) as e:
+        raise CheckpointError(str(e).removeprefix("load_checkpoint: ")) from None
     except OSError as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {e.strerror}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e.strerror or e}") from None
     head, sep, payload = data.partition(b"\n")
     parts = head.split(b" ")
     if not sep or len(parts) != 2 or parts[0] != CHECKPOINT_MAGIC or len(parts[1]) != 64:
@@ -124,6 +154,10 @@ def load_checkpoint(path) -> dict:
             f"computed {actual.decode()[:12]}...): the file is truncated or was altered; refusing to load it"
         )
     try:
+        check_npz_members(payload, fn="load_checkpoint", what=f"checkpoint {path}", max_bytes=max_bytes)
+    except ValueError as e:
+        raise CheckpointError(str(e).removeprefix("load_checkpoint: ")) from None
+    try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
@@ -135,6 +169,14 @@ def load_checkpoint(path) -> dict:
     for name in ("params", "state", "opt_state"):
         keys = sorted(k for k in arrays if k.startswith(name + "/"))
         out[name] = [arrays[k] for k in keys]
+        for k in keys:
+            a = arrays[k]
+            if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                raise CheckpointError(
+                    f"checkpoint {path} holds NaN or infinite values ({name} array {int(k.split('/')[1])}, "
+                    f"{int((~np.isfinite(a)).sum())} of {a.size}); a run never saves those (it stops when "
+                    "training diverges), so the file was altered; refusing to load it"
+                )
     return out
 
 
@@ -191,8 +233,12 @@ def save_tree(tree, path) -> None:
 
 def load_tree(path, template):
     """Load leaves saved by `save_tree` into the structure of `template` (shapes/dtypes checked)."""
-    with np.load(path, allow_pickle=False) as z:
-        leaves = [z[k] for k in sorted(z.files)]
+    cap = 2 * _nbytes(template) + 2**20
+    f, _ = open_regular(path, fn="load_tree", what="state file", max_bytes=cap)
+    with f:
+        check_npz_members(f, fn="load_tree", what=f"state file {path}", max_bytes=cap)
+        with np.load(f, allow_pickle=False) as z:
+            leaves = [z[k] for k in sorted(z.files)]
     return restore_leaves(path, "state", template, leaves, fn="load_tree")
 
 
@@ -206,14 +252,18 @@ def checkpoints(out_dir):
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def latest_checkpoint(out_dir, log=print):
+def _warn(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def latest_checkpoint(out_dir, log=_warn, max_bytes: int = MAX_CHECKPOINT_BYTES):
     """(path, loaded) of the newest checkpoint in out_dir that passes verification, or (None, None).
-    Invalid newer ones are reported through `log` and skipped; if every one is invalid, the error
-    of the newest is raised."""
+    Invalid newer ones are reported through `log` (default: stderr) and skipped; if every one is
+    invalid, the error of the newest is raised. `max_bytes` as in `load_checkpoint`."""
     errors = []
     for path in checkpoints(out_dir):
         try:
-            return path, load_checkpoint(path)
+            return path, load_checkpoint(path, max_bytes)
         except CheckpointError as e:
             errors.append(e)
             log(f"warning: {e}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import distributed as dist
-from fnnet._checks import check_dataset, check_int, labels_of
+from fnnet._checks import MAX_STEPS, check_dataset, check_int, check_seed, labels_of
 from fnnet.training import checkpoint as ckpt
 from fnnet.training.epoch import accuracy, epoch_plan, make_chunk, make_counter
 from fnnet.training.outputs import claim_run_dir, prepare_run_dir, write_outputs
@@ -76,7 +77,8 @@ def evaluate(model, params, state, x, t, batch_size: int = 1000, devices=None) -
 def _restore(fn, out_dir, log, settings, run, trees):
     """(params, state, opt_state, loop_key, history, epoch, path) from the newest valid checkpoint,
     or None when the folder has none."""
-    path, ck = ckpt.latest_checkpoint(out_dir, log=log)
+    warn = _quiet if log is _quiet else _stderr  # a skipped checkpoint is a warning: stderr
+    path, ck = ckpt.latest_checkpoint(out_dir, log=warn, max_bytes=ckpt.checkpoint_cap(trees[0], trees[1]))
     if ck is None:
         log(f"no checkpoint in {out_dir}; starting from scratch")
         return None
@@ -127,6 +129,10 @@ def _quiet(*args, **kwargs):
     pass
 
 
+def _stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def _progress_bar(progress, steps, epoch, epochs):
     if not progress:
         return None
@@ -157,7 +163,7 @@ class _Data(NamedTuple):
     settings: dict  # what a checkpoint must share with the run that resumes it
 
 
-def _prepare_data(fn, model, train_data, test_data, batch_size, seed, chunks, train_eval_size,
+def _prepare_data(fn, model, train_data, test_data, epochs, batch_size, seed, chunks, train_eval_size,
                   eval_batch_size, mesh) -> _Data:
     classes = output_size(model)
     x, t = check_dataset(fn, "train_data", train_data, model.input_shape, classes)
@@ -166,6 +172,9 @@ def _prepare_data(fn, model, train_data, test_data, batch_size, seed, chunks, tr
         raise ValueError(f"{fn}: batch_size {batch_size} is larger than the {n} training samples")
     test = test_data and check_dataset(fn, "test_data", test_data, model.input_shape, classes)
     steps = n // batch_size
+    if epochs * steps > MAX_STEPS:
+        raise ValueError(f"{fn}: {epochs:,} epochs of {steps:,} steps are {epochs * steps:,} steps, more "
+                         f"than the {MAX_STEPS:,} that the int32 step counter counts")
     chunk_len = -(-steps // min(chunks, steps))
     m = min(train_eval_size, n)
     return _Data(
@@ -220,11 +229,12 @@ def fit(
         fn, resume, overwrite, out_dir, info, {
             "epochs": (epochs, 0), "batch_size": (batch_size, 1), "seed": (seed, 0), "chunks": (chunks, 1),
             "train_eval_size": (train_eval_size, 1), "eval_batch_size": (eval_batch_size, 1)})
+    seed = check_seed(fn, seed)
     mesh = dist.make_mesh(devices, fn=fn)
     dist.check_batch(batch_size, mesh, fn=fn)
     if not dist.is_main_process():
         progress, log = False, _quiet
-    d = _prepare_data(fn, model, train_data, test_data, batch_size, seed, chunks, train_eval_size,
+    d = _prepare_data(fn, model, train_data, test_data, epochs, batch_size, seed, chunks, train_eval_size,
                       eval_batch_size, mesh)
     init_key, loop_key = jax.random.split(jax.random.PRNGKey(seed))
     params, state = model.init(init_key)
@@ -238,6 +248,13 @@ def fit(
             restored = _restore(fn, out_dir, log, d.settings, info, trees) if resume else None
             if restored is not None:
                 *trees, loop_key, history, start, kept = restored
+                if start > epochs:
+                    raise ValueError(
+                        f"{fn}: the run in {out_dir} has done {start} epochs ({kept}); resuming it with "
+                        f"epochs={epochs} would leave its metrics.json describing fewer epochs than it "
+                        "holds. "
+                        f"Resume with epochs >= {start}, or evaluate {kept} as it is"
+                    )
         if lock is not None:
             claim_run_dir(lock)
         carry = dist.put_replicated(tuple(trees), mesh)  # a copy: the chunks donate their inputs

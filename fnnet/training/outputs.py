@@ -20,9 +20,24 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from fnnet.io import atomic_write, ensure_writable_dir, load_params, remove_stale_temporaries, save_params
-from fnnet.training.checkpoint import checkpoints, load_checkpoint, load_tree, restore_leaves, save_tree
+from fnnet.io import (
+    TooLargeError,
+    atomic_write,
+    ensure_writable_dir,
+    load_params,
+    remove_stale_temporaries,
+    save_params,
+)
+from fnnet.training.checkpoint import (
+    checkpoint_cap,
+    checkpoints,
+    load_checkpoint,
+    load_tree,
+    restore_leaves,
+    save_tree,
+)
 
 __all__ = ["RunFolderError", "prepare_run_dir", "lock_run_dir", "claim_run_dir", "LOCK_FILE", "write_outputs",
            "load_run_params", "RUN_FILES"]
@@ -132,21 +147,37 @@ def write_outputs(out_dir, params, state, history, settings) -> None:
         plot_curves(history, os.path.join(out_dir, "curves.png"))
 
 
+def _named_leaves(tree):
+    """(name, leaf) pairs of a pytree, named by key path ("W1", "running_mean1")."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [("/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path), leaf)
+            for path, leaf in flat]
+
+
 def load_run_params(path, params, state, *, fn: str = "load_run_params"):
     """Trained (params, state) for a model whose freshly initialised (params, state) are given:
     from a .ckpt checkpoint, or from params.npz / the book's .pkl (with state.npz beside it when
-    the model has running statistics). Shapes must match; raises ValueError naming what differs,
-    its message beginning with `fn` (the caller's name, e.g. the CLI's "fnnet eval").
+    the model has running statistics). Shapes must match and every value must be finite; raises
+    ValueError naming what differs, its message beginning with `fn` (the caller's name, e.g. the
+    CLI's "fnnet eval"). A file larger than twice the model's parameters in float64 (plus 1 MiB),
+    or a checkpoint beyond `checkpoint_cap`, is refused before it is read.
 
         params, state = model.init(jax.random.PRNGKey(0))
         params, state = load_run_params("runs/mnist/params.npz", params, state)
     """
     path = os.fspath(path)
     if path.endswith(".ckpt"):
-        ck = load_checkpoint(path)
+        ck = load_checkpoint(path, checkpoint_cap(params, state))
         return (restore_leaves(path, "params", params, ck["params"], fn=fn),
                 restore_leaves(path, "model state", state, ck["state"], fn=fn))
-    loaded = load_params(path)
+    # float64 copies of the model's arrays, and room for the file's structure
+    cap = 2 * sum(np.dtype(v.dtype).itemsize * int(np.prod(np.shape(v)))
+                  for v in jax.tree_util.tree_leaves(params)) + 2**20
+    try:
+        loaded = load_params(path, max_bytes=cap)
+    except TooLargeError as e:
+        raise ValueError(f"{fn}: {str(e).removeprefix('load_params: ')} (the model's parameters take "
+                         f"{(cap - 2**20) // 2:,} bytes)") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{fn}: {path} holds a {type(loaded).__name__}, not a dict of named arrays")
     missing, extra = sorted(set(params) - set(loaded)), sorted(set(loaded) - set(params))
@@ -163,4 +194,11 @@ def load_run_params(path, params, state, *, fn: str = "load_run_params"):
         if not os.path.exists(state_path):
             raise ValueError(f"{fn}: the model needs its running statistics: {state_path} is missing")
         state = load_tree(state_path, state)
+    for what, tree in (("parameters", params), ("running statistics", state)):
+        for name, leaf in _named_leaves(tree):
+            bad = int(jnp.size(leaf) - jnp.isfinite(leaf).sum())
+            if bad:
+                raise ValueError(f"{fn}: {path if what == 'parameters' else state_path}: {name} holds {bad} "
+                                 f"NaN or infinite values of {jnp.size(leaf)}; these {what} cannot give a "
+                                 "meaningful answer (a diverged or damaged run)")
     return params, state
