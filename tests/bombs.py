@@ -67,11 +67,15 @@ def sparse_file(path, size: int, head: bytes = b"") -> None:
         f.truncate(size)
 
 
+_HWM = ("next(int(line.split()[1]) for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM:')) / 1024")
+
+
 def peak_rss_run(code: str, timeout: float = 120, env=None) -> dict:
     """Run `code` in a fresh Python; it must set `result` (a JSON-able dict). Returns that dict with
-    'peak_mb', the process's peak resident memory (getrusage, KiB on Linux)."""
-    wrapper = (code + "\nimport json, resource\nresult['peak_mb'] = "
-               "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\nprint(json.dumps(result))\n")
+    'peak_mb', the process's peak resident memory: VmHWM of /proc/self/status (getrusage's
+    ru_maxrss would carry over the parent's peak across fork and exec)."""
+    wrapper = (code + "\nimport json\nresult['peak_mb'] = " + _HWM + "\nprint(json.dumps(result))\n")
     proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=timeout,
                           env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -93,7 +93,7 @@ def test_convnet_on_digits_with_augmentation(tmp_path):
         (["train", "--model", "deep_convnet", "--dataset", "digits"],
          "argument --model: deep_convnet cannot be built for digits input (1, 8, 8)"),
         (["eval", "--dataset", "digits"], "the following arguments are required: --params"),
-        ([], "required: {train,eval,experiment}"),
+        ([], "required: {train,eval,experiment,predict,draw}"),
         (["train", "--schedule", "cosine", "--decay-epochs", "2"], "belong to the step schedule, not cosine"),
         (["train", "--dataset", "digits", "--epochs", "5", "--decay-epochs", "5"], "the rate must drop"),
         (["train", "--dataset", "digits", "--schedule", "step"], "step needs --decay-epochs N"),

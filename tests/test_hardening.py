@@ -386,3 +386,25 @@ def test_sigterm_says_how_to_resume_and_the_run_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {out / f'checkpoint-{done:04d}.ckpt'}" in resumed.stdout
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == done + 1
+
+
+@pytest.mark.parametrize("setting", ["empty-folder", "unset"])
+def test_the_digits_fallback_tells_the_truth_about_fnnet_data_dir(tmp_path, monkeypatch, capsys, setting):
+    # before: "no FNNET_DATA_DIR" even when it was set to a folder without the files
+    empty = tmp_path / "mnist"
+    empty.mkdir()
+    if setting == "unset":
+        monkeypatch.delenv("FNNET_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("FNNET_DATA_DIR", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("FNNET_MNIST_MIRRORS", (tmp_path / "no-mirror").as_uri())
+    assert main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    first, *causes = captured.err.splitlines()[:7]
+    want = (f"FNNET_DATA_DIR={empty}: no train-images-idx3-ubyte" if setting == "empty-folder"
+            else "FNNET_DATA_DIR: not set")
+    assert first.startswith(f"fnnet: MNIST is not available ({want}") and first.endswith("Tried, in order:")
+    assert "no FNNET_DATA_DIR" not in captured.err and "bundled 8x8 digits" in first
+    assert any(c.startswith("  - download ") for c in causes) and "MNIST is not" not in captured.out
+    assert "on digits (1438 train, 359 test)" in captured.out
