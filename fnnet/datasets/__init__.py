@@ -5,6 +5,7 @@ arrays: x float32 in [0, 1] (or uint8 raw pixels), t int32 labels (or float32 on
 """
 
 from fnnet.datasets.batching import batches, num_batches, train_val_split
+from fnnet.datasets.digit_image import prepare_digit
 from fnnet.datasets.digits import load_digits
 from fnnet.datasets.idx import ChecksumError, IdxError, read_idx
 from fnnet.datasets.mnist import (
@@ -20,5 +21,5 @@ from fnnet.datasets.mnist import (
 __all__ = [
     "load_mnist", "load_digits", "read_idx", "batches", "num_batches", "train_val_split", "one_hot",
     "default_cache_dir", "MNIST_FILES", "MNIST_SHA256", "MNIST_MIRRORS", "MNISTNotFoundError",
-    "IdxError", "ChecksumError",
+    "IdxError", "ChecksumError", "prepare_digit",
 ]

@@ -1,0 +1,142 @@
+"""`fnnet predict`: classify image files of handwritten digits with a trained network.
+
+    fnnet predict --params runs/simple_convnet-mnist/params.npz seven.png two.jpg
+    seven.png: 7 (p=0.97)  next: 1 0.02, 9 0.01
+
+Each image is prepared as MNIST's digits were (`fnnet.datasets.prepare_digit`) before the
+network sees it. A file that cannot be used is one line on stderr; the others are still
+predicted, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from fnnet.cli.common import add_debug, one_line
+
+MAX_SHOWN = 50  # --show draws at most this many images (one row each)
+THUMB = 140  # --show: the input is drawn from a copy at most this many pixels on a side
+
+
+def _model(text):
+    from fnnet.inference import MODELS
+    from fnnet.models.user import is_spec
+
+    if text in MODELS or is_spec(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODELS)}, or name "
+                                     "your own network as package.module:attr or path/to/file.py:attr)")
+
+
+def add_parser(sub):
+    """Register `predict` on the subparsers `sub`; returns its parser."""
+    p = sub.add_parser(
+        "predict", help="classify images of handwritten digits",
+        description="Classify image files of one handwritten digit each (any size, grey or colour; "
+                    "prepared as MNIST was made: white on black, cropped, fit to 20x20, centred by "
+                    "centre of mass in 28x28).")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, ... anything Pillow reads)")
+    p.add_argument("--params", required=True, metavar="FILE",
+                   help="a run's params.npz (its metrics.json says the model) or .ckpt, or the book's "
+                   "sample_weight.pkl, params.pkl or deep_convnet_params.pkl")
+    p.add_argument("--model", type=_model, default=None, metavar="NAME|MODULE:ATTR|FILE.py:ATTR",
+                   help="the network (default: the run's, or for the book's .pkl the one its arrays fit)")
+    p.add_argument("--json", action="store_true",
+                   help='print [{"image": PATH, "label": D, "probabilities": [10 floats]}, ...] instead')
+    p.add_argument("--show", default=None, metavar="OUT.png",
+                   help=f"write a figure: each input, its 28x28 preparation and the probabilities "
+                   f"(the first {MAX_SHOWN} images)")
+    add_debug(p)
+    return p
+
+
+def _line(path: str, probs) -> str:
+    """PATH: D (p=0.97)  next: E 0.02, F 0.01"""
+    order = sorted(range(len(probs)), key=lambda d: -probs[d])
+    best, nxt = order[0], order[1:3]
+    return f"{path}: {best} (p={probs[best]:.2f})  next: " + ", ".join(f"{d} {probs[d]:.2f}" for d in nxt)
+
+
+def _thumbnail(grey):
+    """A copy of a greyscale image at most THUMB pixels on a side, for the figure."""
+    import numpy as np
+    from PIL import Image
+
+    img = Image.fromarray(grey)
+    img.thumbnail((THUMB, THUMB), Image.BOX)
+    return np.asarray(img)
+
+
+def save_predictions_figure(rows, path) -> None:
+    """A PNG at `path`, one row per (name, input greyscale (H, W), prepared (1, 28, 28), probabilities
+    (10,)): the input, the 28x28 image the network sees and the ten probabilities as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from fnnet.plots import save_figure
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 1.9 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 2.2]})
+    for (name, grey, prepared, probs), (a_in, a_prep, a_bar) in zip(rows, axes, strict=True):
+        best = int(probs.argmax())
+        a_in.imshow(grey, cmap="gray", vmin=0, vmax=1)
+        a_in.set_title(os.path.basename(name)[:28], fontsize=8)
+        a_prep.imshow(prepared[0], cmap="gray", vmin=0, vmax=1)
+        a_prep.set_title("28x28 input", fontsize=8)
+        for a in (a_in, a_prep):
+            a.set_xticks([])
+            a.set_yticks([])
+        a_bar.bar(range(10), probs, color=["tab:red" if d == best else "tab:gray" for d in range(10)])
+        a_bar.set_xticks(range(10))
+        a_bar.set_ylim(0, 1)
+        a_bar.tick_params(labelsize=7)
+        a_bar.set_title(f"{best} (p={probs[best]:.2f})", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run(args, parser) -> int:
+    """Print one line (or a JSON entry) per image; 1 when an image could not be used."""
+    import numpy as np
+
+    from fnnet.datasets.digit_image import prepare_grey, read_grey
+    from fnnet.inference import load_classifier
+
+    if args.show is not None:
+        folder = os.path.dirname(os.path.abspath(args.show))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--show {args.show}: no folder {folder}")
+    classifier = load_classifier(args.params, args.model)
+    names, prepared, thumbs, failed = [], [], [], 0
+    for name in args.images:
+        try:
+            grey = read_grey(name)
+            prepared.append(prepare_grey(grey, name))
+        except (OSError, ValueError) as e:
+            print(f"fnnet predict: error: {one_line(e)}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        names.append(name)
+        if args.show is not None and len(thumbs) < MAX_SHOWN:
+            thumbs.append(_thumbnail(grey))
+    probs = classifier.probabilities(np.stack(prepared)) if prepared else np.zeros((0, 10), np.float32)
+    if args.json:
+        print(json.dumps([{"image": n, "label": int(p.argmax()),
+                           "probabilities": [round(float(v), 6) for v in p]}
+                          for n, p in zip(names, probs, strict=True)]))
+    else:
+        for n, p in zip(names, probs, strict=True):
+            print(_line(n, p))
+    sys.stdout.flush()
+    if args.show is not None and names:
+        if len(names) > MAX_SHOWN:
+            print(f"fnnet predict: --show draws the first {MAX_SHOWN} of the {len(names)} images",
+                  file=sys.stderr)
+        save_predictions_figure(list(zip(names, thumbs, prepared, probs, strict=False)), args.show)
+    return 1 if failed else 0
