@@ -7,7 +7,8 @@ Modules, in the order of the book:
 - `fnnet.gradient`: numerical differentiation and gradient descent.
 - `fnnet.layers`: forward/backward pairs with explicit caches (affine, relu, ..., convolution, pooling,
   batch_norm, dropout).
-- `fnnet.models`: two_layer_net, three_layer_net, multi_layer_net, simple_convnet, deep_convnet.
+- `fnnet.models`: three_layer_net, simple_net, two_layer_net, multi_layer_net, simple_convnet,
+  deep_convnet.
 - `fnnet.optimizers`: stateless SGD, Momentum, Nesterov, AdaGrad, RMSprop and Adam.
 - `fnnet.init`: weight initialisation scales.
 - `fnnet.datasets`: load_mnist, load_digits, mini-batches.

@@ -52,6 +52,8 @@ def make_augment(max_shift: float = 2.0, max_degrees: float = 10.0):
         shift = jax.random.uniform(k2, (n, 2), minval=-max_shift, maxval=max_shift)
         return affine_warp(x, angle, shift)
 
+    augment.__doc__ = (f"x (N, C, H, W) -> the batch with every image rotated by up to {max_degrees:g} "
+                       f"degrees and shifted by up to {max_shift:g} pixels, each its own draw from key.")
     return augment
 
 

@@ -249,6 +249,8 @@ class SafeUnpickler(pickle.Unpickler):
     ALLOWED = _allowed_globals()
 
     def find_class(self, module, name):
+        """The object a pickle names by (module, name) if it is in ALLOWED; anything else raises
+        UnsafePickleError before it is imported."""
         obj = self.ALLOWED.get((module, name))
         if obj is None:
             raise UnsafePickleError(
@@ -258,6 +260,7 @@ class SafeUnpickler(pickle.Unpickler):
         return obj
 
     def persistent_load(self, pid):
+        """Refuse every persistent id: a parameter pickle holds none."""
         raise UnsafePickleError(f"refused persistent id {pid!r}")
 
 

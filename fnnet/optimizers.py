@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet._checks import check_number
+from fnnet._docs import document_fields
 from fnnet.schedules import as_schedule
 
 __all__ = ["Optimizer", "NAMES", "EPS", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "get",
@@ -48,8 +49,24 @@ NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
 class Optimizer(NamedTuple):
+    """An optimizer as two pure functions, in place of the book's class whose `update(params, grads)`
+    changes params and its own attributes: the state goes in and comes out.
+
+        state = opt.init(params)
+        params, state = opt.update(params, grads, state)
+
+    `sgd`, `momentum`, `nesterov`, `adagrad`, `rmsprop`, `adam`, `get` and `chain` return one.
+    """
+
     init: Callable
     update: Callable
+
+
+document_fields(
+    Optimizer,
+    init="init(params) -> state: the state before the first update (zeros, step 0).",
+    update="update(params, grads, state) -> (new params, new state); grads shaped like params.",
+)
 
 
 _tmap = jax.tree_util.tree_map

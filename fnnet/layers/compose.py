@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet._checks import require_keys, shape_of
+from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
 from fnnet.layers.conv import convolution, output_hw, pooling
@@ -77,6 +78,19 @@ class Block(NamedTuple):
 
     def __repr__(self):
         return f"Block({self.name})"
+
+
+document_fields(
+    Block,
+    name="How messages show the layer: 'Affine 50', 'Pooling 2x2', 'serial(...)'.",
+    init="init(key, input_shape) -> (output_shape, params, state), shapes per sample without N.",
+    forward="forward(params, x, state=None, *, train=False, key=None) -> (y, cache, new_state).",
+    backward="backward(cache, dy) -> (dx, grads), grads with the keys of params.",
+    kind="How `serial` numbers and seeds the layer: 'weights', 'batchnorm', 'dropout' or ''.",
+    param_names="The local names of its params ('W', 'b'), which `serial` suffixes with its number.",
+    state_names="The local names of its state ('running_mean', 'running_var'), suffixed likewise.",
+    layers="The layers of a `serial`, in order; () for a single layer.",
+)
 
 
 def _positive_int(fn, name, v):

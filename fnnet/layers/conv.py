@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from fnnet._checks import require_images, require_keys, require_ndim, shape_of
 from fnnet.layers import conv_fast
-from fnnet.layers.core import Layer
+from fnnet.layers.core import Layer, _layer
 
 __all__ = ["im2col", "col2im", "conv_output_size", "output_hw", "convolution", "pooling", "ConvCache",
            "PoolCache"]
@@ -175,6 +175,7 @@ jax.tree_util.register_dataclass(
 
 
 def _conv_forward(params, x, stride=1, pad=0, impl=conv_fast.REFERENCE):
+    """params {'W': (FN, C, FH, FW), 'b': (FN,)}, x (N, C, H, W) -> (out (N, FN, OH, OW), ConvCache)."""
     fn = "convolution.forward"
     require_keys(fn, params, ("W", "b"))
     if not isinstance(impl, conv_fast.ConvImpl):
@@ -199,6 +200,7 @@ def _conv_forward(params, x, stride=1, pad=0, impl=conv_fast.REFERENCE):
 
 
 def _conv_backward(cache, dout):
+    """ConvCache, dout (N, FN, OH, OW) -> (dx (N, C, H, W), {'W': (FN, C, FH, FW), 'b': (FN,)})."""
     W, s, p = cache.W, cache.stride, cache.pad
     fnum, c, fh, fw = W.shape
     n = dout.shape[0]
@@ -212,12 +214,22 @@ def _conv_backward(cache, dout):
     return dx, {"W": dW, "b": db}
 
 
-convolution = Layer(_conv_forward, _conv_backward)
-"""out = im2col(x) @ W_col + b, reshaped to (N, FN, OH, OW), with W_col = W.reshape(FN, -1).T.
-params {'W': (FN, C, FH, FW), 'b': (FN,)}; forward(params, x, stride=1, pad=0, impl=REFERENCE).
-Backward: dW = col.T @ dout, db = sum(dout), dx = col2im(dout @ W_col.T), written by hand.
-`impl` (a static `conv_fast.ConvImpl`) says how: the book's im2col / col2im (the default), or the
-fast layouts of `fnnet.layers.conv_fast`. Inputs, outputs and W stay NCHW / (FN, C, FH, FW)."""
+@_layer(_conv_forward, _conv_backward)
+class convolution(Layer):
+    """The Convolution layer of chapter 7, through im2col: FN filters slid over every position.
+
+        out, cache = convolution.forward({'W': W, 'b': b}, x, stride=1, pad=0, impl=REFERENCE)
+        dx, grads = convolution.backward(cache, dout)    # grads {'W', 'b'}
+
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,), out (N, FN, OH, OW) with
+    OH = (H + 2*pad - FH) / stride + 1 and OW likewise (`conv_output_size`).
+    out = im2col(x) @ W_col + b, reshaped to (N, FN, OH, OW), with W_col = W.reshape(FN, -1).T.
+    Backward, by hand: dW = col.T @ dout, db = the sum of dout, dx = col2im(dout @ W_col.T).
+    Cache: a `ConvCache` holding col = im2col(x) (N*OH*OW, C*FH*FW) and W, with the geometry
+    (H, W, stride, pad) as static data. `impl` (a static `conv_fast.ConvImpl`) says how: the
+    book's im2col / col2im (the default), or the fast layouts of `fnnet.layers.conv_fast`, whose
+    cache holds their own matrix, or x itself. Inputs, outputs and W stay NCHW.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +260,7 @@ jax.tree_util.register_dataclass(
 
 
 def _pool_forward(params, x, pool_h, pool_w, stride=1, pad=0, mode="max"):
+    """x (N, C, H, W) -> (out (N, C, OH, OW), PoolCache)."""
     fn = "pooling.forward"
     x = jnp.asarray(x)
     if mode not in ("max", "avg"):
@@ -266,6 +279,7 @@ def _pool_forward(params, x, pool_h, pool_w, stride=1, pad=0, mode="max"):
 
 
 def _pool_backward(cache, dout):
+    """PoolCache, dout (N, C, OH, OW) -> (dx (N, C, H, W), {})."""
     k = cache.pool_h * cache.pool_w
     if cache.mode == "max":
         win = cache.arg * dout[:, :, None]
@@ -276,8 +290,17 @@ def _pool_backward(cache, dout):
     return dx, {}
 
 
-pooling = Layer(_pool_forward, _pool_backward)
-"""Max (or average) over pool_h x pool_w windows of x (N, C, H, W), channel by channel.
-forward({}, x, pool_h, pool_w, stride=1, pad=0, mode='max'|'avg'); padding counts as zeros,
-as in the book's im2col. Max backward routes dout to the first argmax of each window, as the
-book's np.argmax; average backward spreads dout / (pool_h * pool_w) over the window."""
+@_layer(_pool_forward, _pool_backward)
+class pooling(Layer):
+    """The Pooling layer of chapter 7: the max (or average) of each pool_h x pool_w window.
+
+        out, cache = pooling.forward({}, x, pool_h, pool_w, stride=1, pad=0, mode='max')
+        dx, grads = pooling.backward(cache, dout)
+
+    Shapes: x (N, C, H, W), out (N, C, OH, OW) with OH = (H + 2*pad - pool_h) / stride + 1 and
+    OW likewise; each channel is pooled on its own. Padding counts as zeros, as in the book's
+    im2col. Max backward routes dout to the first argmax of each window, as the book's
+    np.argmax; average ('avg') backward spreads dout / (pool_h * pool_w) over the window.
+    Cache: a `PoolCache` holding the one-hot argmax (N, C, pool_h*pool_w, OH, OW) of max
+    pooling (nothing for average), with the geometry as static data. No params: grads is {}.
+    """

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet._checks import require_keys, shape_of
-from fnnet.layers.core import Layer
+from fnnet.layers.core import Layer, _layer
 
 __all__ = ["batch_norm", "dropout", "init_batch_norm", "BN_EPS"]
 
@@ -54,6 +54,8 @@ def _check_bn(params, x, state):
 
 
 def _batch_norm_forward(params, x, state=None, train=True, momentum=0.9, eps=BN_EPS):
+    """params {'gamma', 'beta'} (D,), x (N, D) or (N, C, H, W), state {'running_mean', 'running_var'}
+    (D,) -> (y of x's shape, cache, new state)."""
     x = jnp.asarray(x)
     _check_bn(params, x, state)
     x2 = x.reshape(x.shape[0], -1)
@@ -80,6 +82,7 @@ def _batch_norm_forward(params, x, state=None, train=True, momentum=0.9, eps=BN_
 
 
 def _batch_norm_backward(cache, dout):
+    """cache, dout (N, D) or (N, C, H, W) -> (dx of dout's shape, {'gamma': (D,), 'beta': (D,)})."""
     dout2 = dout.reshape(dout.shape[0], -1)
     xn, std, gamma = cache["xn"], cache["std"], cache["gamma"]
     dbeta = dout2.sum(axis=0)
@@ -99,22 +102,30 @@ def _batch_norm_backward(cache, dout):
     return dx.reshape(dout.shape), {"gamma": dgamma, "beta": dbeta}
 
 
-batch_norm = Layer(_batch_norm_forward, _batch_norm_backward)
-"""Batch Normalization: y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature.
+@_layer(_batch_norm_forward, _batch_norm_backward)
+class batch_norm(Layer):
+    """The Batch Normalization layer of chapter 6: y = gamma * (x - mean) / sqrt(var + eps) + beta,
+    per feature.
 
-`y, cache, new_state = batch_norm.forward(params, x, state, train=True, momentum=0.9, eps=10e-7)`
-with params {'gamma', 'beta'} of shape (D,) and state {'running_mean', 'running_var'} of shape
-(D,). x is (N, D), or (N, C, H, W) reshaped to (N, C*H*W) as in the book.
-- train=True: mean and (biased) variance of the batch; new_state is
-  momentum * running + (1 - momentum) * batch statistic. With N = 1 every output is beta
-  (x - mean = 0): valid but degenerate, so train with batches of 2 or more.
-- train=False: uses the running statistics; new_state is state, unchanged.
-backward is the book's BatchNormalization.__backward (through xc, std, var, mean), or
-dx = gamma * dy / sqrt(running_var + eps) for a cache from inference mode.
-"""
+        y, cache, new_state = batch_norm.forward(params, x, state, train=True, momentum=0.9, eps=10e-7)
+        dx, grads = batch_norm.backward(cache, dy)    # grads {'gamma', 'beta'}
+
+    Shapes: params {'gamma', 'beta'} and state {'running_mean', 'running_var'} of shape (D,)
+    (`init_batch_norm(D)`); x (N, D), or (N, C, H, W) reshaped to (N, C*H*W) as in the book;
+    y and dx have x's shape.
+    - train=True: mean and (biased) variance of the batch; new_state is
+      momentum * running + (1 - momentum) * batch statistic. With N = 1 every output is beta
+      (x - mean = 0): valid but degenerate, so train with batches of 2 or more.
+    - train=False: uses the running statistics; new_state is state, unchanged.
+    backward is the book's BatchNormalization.__backward (through xc, std, var, mean), or
+    dx = gamma * dy / sqrt(running_var + eps) for a cache from inference mode.
+    Cache: {'xn': (N, D) normalised x, 'xc': (N, D) x - mean, 'std': (D,), 'gamma': (D,)} in
+    training; {'xn', 'std', 'gamma'} in inference (std from the running variance).
+    """
 
 
 def _dropout_forward(params, x, key=None, ratio=0.5, train=True):
+    """x (N, ...) -> (y of x's shape, cache {'mask'} in training or {'scale'} in inference)."""
     x = jnp.asarray(x)
     fn = "dropout.forward"
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
@@ -129,17 +140,24 @@ def _dropout_forward(params, x, key=None, ratio=0.5, train=True):
 
 
 def _dropout_backward(cache, dy):
+    """cache, dy (N, ...) -> (dy * mask or dy * (1 - ratio), of dy's shape; {})."""
     if "mask" in cache:
         return jnp.where(cache["mask"], dy, 0), {}
     return dy * cache["scale"], {}
 
 
-dropout = Layer(_dropout_forward, _dropout_backward)
-"""Dropout with the book's semantics (no rescaling while training).
+@_layer(_dropout_forward, _dropout_backward)
+class dropout(Layer):
+    """The Dropout layer of chapter 6, with the book's semantics (no rescaling while training).
 
-`y, cache = dropout.forward({}, x, key=key, ratio=0.5, train=True)`
-- train=True: each element is kept where uniform(key, x.shape) > ratio and zeroed otherwise;
-  kept values are NOT rescaled. The key is required; the same key gives the same mask.
-- train=False: no key needed; y = x * (1 - ratio), the expected value of the training output.
-backward: dx = dy * mask (training) or dy * (1 - ratio) (inference); there are no params.
-"""
+        y, cache = dropout.forward({}, x, key=key, ratio=0.5, train=True)
+        dx, grads = dropout.backward(cache, dy)
+
+    Shapes: x of any shape, e.g. (N, D) or (N, C, H, W); y and dx have x's shape.
+    - train=True: each element is kept where uniform(key, x.shape) > ratio and zeroed otherwise;
+      kept values are NOT rescaled. The key is required; the same key gives the same mask.
+    - train=False: no key needed; y = x * (1 - ratio), the expected value of the training output.
+    backward: dx = dy * mask (training) or dy * (1 - ratio) (inference). No params: grads is {}.
+    Cache: {'mask': boolean, x's shape} in training (the book's `self.mask`); {'scale': 1 - ratio}
+    in inference.
+    """

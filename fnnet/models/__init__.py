@@ -1,9 +1,14 @@
 """Networks as pure functions of parameter dicts.
 
-The built-in networks are `serial` stacks of the book's layers (`fnnet.layers.compose`). Each
-model module keeps the book's functions (`init`, `predict`, `loss`, `accuracy`, `gradient`,
-...) and offers `model(input_shape, output_size, **config) -> Model`; a network of your own
-becomes one by `sequential(net, input_shape)` (or `net.model(input_shape)`).
+One module per network of the book, in the book's order: `three_layer_net` (chapter 3, inference
+only), `simple_net` (chapter 4's simpleNet), `two_layer_net` (chapters 4 and 5),
+`multi_layer_net` (chapter 6), `simple_convnet` (chapter 7) and `deep_convnet` (chapter 8). Each
+keeps the book's functions (`init`, `predict`, `loss`, and for the trainable ones `accuracy`,
+`gradient`, ...), with params named as in the book.
+
+The trainable networks (`MODEL_NAMES`) are `serial` stacks of the book's layers
+(`fnnet.layers.compose`) and offer `model(input_shape, output_size, **config) -> Model`; a
+network of your own becomes one by `sequential(net, input_shape)` (or `net.model(input_shape)`).
 
 The `Model` contract, all that `fnnet.training.fit`, `evaluate`, the experiments and the CLI use:
 
@@ -26,14 +31,28 @@ import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+from fnnet._docs import document_fields
+
 __all__ = ["Model", "MODEL_NAMES", "get_model", "sequential", "net_loss_and_grad", "batched_accuracy"]
 
 
 class Model(NamedTuple):
+    """A network as the pure functions that training, evaluation and the CLI call (the contract
+    in this module's docstring); `get_model`, each module's `model(...)` and `sequential` build one."""
+
     init: Callable
     apply: Callable
     loss_and_grad: Callable
     input_shape: tuple
+
+
+document_fields(
+    Model,
+    init="init(key) -> (params, state): fresh parameters and state, dicts of arrays.",
+    apply="apply(params, state, x, train=False, key=None) -> (scores (N, classes), state).",
+    loss_and_grad="loss_and_grad(params, state, x, t, key) -> (loss, grads, state), in training mode.",
+    input_shape="The shape of one sample, without N: (784,), (1, 28, 28).",
+)
 
 
 MODEL_NAMES = ("two_layer_net", "multi_layer_net", "simple_convnet", "deep_convnet")

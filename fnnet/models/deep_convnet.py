@@ -78,6 +78,8 @@ def predict(params, x, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
 
 
 def loss(params, x, t, train=False, key=None, *, conv_impl=conv_fast.REFERENCE):
+    """Mean cross-entropy of softmax(predict(params, x)) against labels (N,) or one-hot (N, out), for
+    x (N, C, H, W); train=True applies dropout with `key`, as in `predict`."""
     x = jnp.asarray(x)
     _check("deep_convnet.loss", params, x, train, key)
     y = _net_of(params, conv_impl).forward(params, x, train=train, key=key)[0]

@@ -97,6 +97,8 @@ def predict(params, x, train=False, key=None, *, conv_param=None, conv_impl=conv
 
 
 def loss(params, x, t, train=True, key=None, *, conv_param=None, conv_impl=conv_fast.REFERENCE):
+    """Mean cross-entropy of softmax(predict(params, x)) against labels (N,) or one-hot (N, out), for
+    x (N, C, H, W). `train`/`key` are accepted for the common interface (this network has no dropout)."""
     x = jnp.asarray(x)
     _check("simple_convnet.loss", params, x)
     y = _net_of(params, conv_param, conv_impl).forward(params, x)[0]

@@ -37,6 +37,7 @@ import numpy as np
 
 from fnnet import distributed as dist
 from fnnet._checks import MAX_STEPS, check_dataset, check_int, check_seed, labels_of
+from fnnet._docs import document_fields
 from fnnet.training import checkpoint as ckpt
 from fnnet.training.epoch import accuracy, epoch_plan, make_chunk, make_counter
 from fnnet.training.outputs import claim_run_dir, prepare_run_dir, write_outputs
@@ -45,10 +46,21 @@ __all__ = ["FitResult", "TrainingDiverged", "fit", "evaluate", "output_size"]
 
 
 class FitResult(NamedTuple):
+    """What `fit` returns: the trained parameters, the model and optimizer states, the history."""
+
     params: dict
     state: dict
     opt_state: object
     history: dict
+
+
+document_fields(
+    FitResult,
+    params="The trained parameters, a dict of arrays with the model's names (W1, b1, ...).",
+    state="The model's state after training (Batch Norm running statistics), {} if none.",
+    opt_state="The optimizer's state after the last update (see fnnet.optimizers).",
+    history="{'loss': one per iteration, 'train_acc', 'test_acc', 'images_per_s': one per epoch}.",
+)
 
 
 class TrainingDiverged(FloatingPointError):
