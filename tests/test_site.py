@@ -33,8 +33,8 @@ CHAPTERS = ["ch02_perceptron", "ch03_neural_networks", "ch04_learning", "ch05_ba
             "ch06_training_techniques", "ch07_convolutional_networks", "ch08_deep_learning"]
 API_MODULES = ["gates", "functions", "gradient", "layers", "models", "optimizers", "schedules",
                "regularization", "init", "datasets", "training", "gradcheck", "io", "augment", "distributed"]
-GUIDES = ["getting_started", "cli", "check_your_layer", "your_own_network", "many_devices", "robustness",
-          "records", "book_names"]
+GUIDES = ["getting_started", "cli", "check_your_layer", "your_own_network", "handwriting", "many_devices",
+          "robustness", "records", "book_names"]
 
 # What the book defines, by chapter (its text, chNN/, common/ and dataset/): each must be in the table.
 BOOK_NAMES = {
@@ -251,7 +251,8 @@ def test_ci_runs_the_readme_commands_then_builds_the_site():
 
 def test_the_readme_and_the_guides_link_to_what_exists():
     targets = []
-    guides = ("index", "getting_started", "cli", "many_devices", "robustness", "records", "book_names")
+    guides = ("index", "getting_started", "cli", "handwriting", "many_devices", "robustness", "records",
+              "book_names")
     for page in [README] + [DOCS / f"{name}.md" for name in guides]:
         text = page.read_text(encoding="utf-8")
         links = re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text)
