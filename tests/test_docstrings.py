@@ -23,7 +23,8 @@ import fnnet.layers
 from fnnet.layers import Layer
 
 TOP = ["functions", "gradient", "layers", "models", "optimizers", "schedules", "regularization", "init",
-       "datasets", "training", "gradcheck", "io", "distributed", "augment", "gates", "plots"]
+       "datasets", "training", "gradcheck", "io", "distributed", "augment", "gates", "plots", "inference",
+       "web"]
 PACKAGES = ["layers", "models", "datasets", "training"]
 
 
