@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datasets import synthetic_mnist
 
 from fnnet.datasets import MNIST_FILES, MNIST_SHA256, MNISTNotFoundError, load_mnist
 from fnnet.datasets import mnist as mnist_module
-from fnnet.datasets.idx import idx_header
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_FILES
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,21 +36,6 @@ DEADLINE_TEXT = "not complete after 2 s ("
 # ---------------------------------------------------------------- helpers
 
 
-def idx_bytes(arr: np.ndarray) -> bytes:
-    return idx_header(arr) + np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder(">")).tobytes()
-
-
-def synthetic_set(seed=0, n_train=12, n_test=6):
-    """The IDX contents of four small MNIST-layout files and their digests."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        TRAIN_IMAGES: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        TRAIN_LABELS: rng.integers(0, 10, n_train).astype(np.uint8),
-        TEST_IMAGES: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        TEST_LABELS: rng.integers(0, 10, n_test).astype(np.uint8),
-    }
-    contents = {k: idx_bytes(v) for k, v in arrays.items()}
-    return arrays, contents, {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
 
 
 def cache_name(digests: dict) -> str:
@@ -257,7 +242,7 @@ def run(paths):
 
 
 def test_decoded_cache_zip_bomb_is_refused_before_decompressing_and_rebuilt(tmp_path):
-    arrays, contents, digests = synthetic_set()
+    arrays, contents, digests = synthetic_mnist()
     data = tmp_path / "data"
     data.mkdir()
     for stem, blob in contents.items():
@@ -344,7 +329,7 @@ class TrickleHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_download_that_trickles_fails_at_the_deadline(env, monkeypatch):
-    arrays, contents, digests = synthetic_set()
+    arrays, contents, digests = synthetic_mnist()
     data = env / "data"
     data.mkdir()
     for stem in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES):
