@@ -90,14 +90,22 @@ def int_list(low):
     return parse
 
 
-def model_name(text):
-    """A built-in model's name, or your own network as package.module:attr or path/to/file.py:attr."""
-    from fnnet.models.user import is_spec
+def model_type(names):
+    """An argparse type: one of `names`, or your own network as package.module:attr or
+    path/to/file.py:attr."""
 
-    if text in MODEL_NAMES or is_spec(text):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODEL_NAMES)}, or "
-                                     "name your own network as package.module:attr or path/to/file.py:attr)")
+    def parse(text):
+        from fnnet.models.user import is_spec
+
+        if text in names or is_spec(text):
+            return text
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)}, or name "
+                                         "your own network as package.module:attr or path/to/file.py:attr)")
+
+    return parse
+
+
+model_name = model_type(MODEL_NAMES)
 
 
 def add_debug(p):

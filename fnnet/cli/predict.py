@@ -10,25 +10,21 @@ predicted, and the exit status is 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-from fnnet.cli.common import add_debug, one_line
+from fnnet.cli.common import add_debug, model_type, one_line
 
 MAX_SHOWN = 50  # --show draws at most this many images (one row each)
 THUMB = 140  # --show: the input is drawn from a copy at most this many pixels on a side
 
 
 def _model(text):
+    """A model `fnnet predict` and `fnnet draw` can load (fnnet.inference.MODELS), or your own network."""
     from fnnet.inference import MODELS
-    from fnnet.models.user import is_spec
 
-    if text in MODELS or is_spec(text):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODELS)}, or name "
-                                     "your own network as package.module:attr or path/to/file.py:attr)")
+    return model_type(MODELS)(text)
 
 
 def add_parser(sub):

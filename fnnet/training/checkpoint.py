@@ -51,7 +51,8 @@ MAX_CHECKPOINT_BYTES = 4 * 2**30
 METADATA_ALLOWANCE = 256 * 2**20
 
 
-def _nbytes(*trees) -> int:
+def tree_nbytes(*trees) -> int:
+    """Bytes of the arrays of these pytrees, from their shapes and dtypes (nothing is read)."""
     return sum(int(np.dtype(leaf.dtype).itemsize * np.prod(np.shape(leaf)))
                for leaf in jax.tree_util.tree_leaves(trees))
 
@@ -60,7 +61,7 @@ def checkpoint_cap(params, state=None) -> int:
     """The most bytes a checkpoint of a model with these params and state may take: 4x their size
     (the params, the state, and an optimizer state of up to twice the params, as Adam's m and v)
     plus METADATA_ALLOWANCE. A larger file is refused before it is read."""
-    return 4 * _nbytes(params, state) + METADATA_ALLOWANCE
+    return 4 * tree_nbytes(params, state) + METADATA_ALLOWANCE
 
 
 class CheckpointError(ValueError):
@@ -233,7 +234,7 @@ def save_tree(tree, path) -> None:
 
 def load_tree(path, template):
     """Load leaves saved by `save_tree` into the structure of `template` (shapes/dtypes checked)."""
-    cap = 2 * _nbytes(template) + 2**20
+    cap = 2 * tree_nbytes(template) + 2**20
     f, _ = open_regular(path, fn="load_tree", what="state file", max_bytes=cap)
     with f:
         check_npz_members(f, fn="load_tree", what=f"state file {path}", max_bytes=cap)
@@ -252,11 +253,12 @@ def checkpoints(out_dir):
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _warn(line):
+def print_warning(line):
+    """A line on stderr: where fnnet's warnings go."""
     print(line, file=sys.stderr, flush=True)
 
 
-def latest_checkpoint(out_dir, log=_warn, max_bytes: int = MAX_CHECKPOINT_BYTES):
+def latest_checkpoint(out_dir, log=print_warning, max_bytes: int = MAX_CHECKPOINT_BYTES):
     """(path, loaded) of the newest checkpoint in out_dir that passes verification, or (None, None).
     Invalid newer ones are reported through `log` (default: stderr) and skipped; if every one is
     invalid, the error of the newest is raised. `max_bytes` as in `load_checkpoint`."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -89,7 +88,7 @@ def evaluate(model, params, state, x, t, batch_size: int = 1000, devices=None) -
 def _restore(fn, out_dir, log, settings, run, trees):
     """(params, state, opt_state, loop_key, history, epoch, path) from the newest valid checkpoint,
     or None when the folder has none."""
-    warn = _quiet if log is _quiet else _stderr  # a skipped checkpoint is a warning: stderr
+    warn = _quiet if log is _quiet else ckpt.print_warning  # a skipped checkpoint is a warning: stderr
     path, ck = ckpt.latest_checkpoint(out_dir, log=warn, max_bytes=ckpt.checkpoint_cap(trees[0], trees[1]))
     if ck is None:
         log(f"no checkpoint in {out_dir}; starting from scratch")
@@ -139,10 +138,6 @@ def _run_epoch(fn, run_chunk, carry, data, plan, bounds, where, bar, mesh):
 
 def _quiet(*args, **kwargs):
     pass
-
-
-def _stderr(line):
-    print(line, file=sys.stderr, flush=True)
 
 
 def _progress_bar(progress, steps, epoch, epochs):

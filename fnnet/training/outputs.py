@@ -20,7 +20,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnnet.io import (
     TooLargeError,
@@ -37,6 +36,7 @@ from fnnet.training.checkpoint import (
     load_tree,
     restore_leaves,
     save_tree,
+    tree_nbytes,
 )
 
 __all__ = ["RunFolderError", "prepare_run_dir", "lock_run_dir", "claim_run_dir", "LOCK_FILE", "write_outputs",
@@ -171,8 +171,7 @@ def load_run_params(path, params, state, *, fn: str = "load_run_params"):
         return (restore_leaves(path, "params", params, ck["params"], fn=fn),
                 restore_leaves(path, "model state", state, ck["state"], fn=fn))
     # float64 copies of the model's arrays, and room for the file's structure
-    cap = 2 * sum(np.dtype(v.dtype).itemsize * int(np.prod(np.shape(v)))
-                  for v in jax.tree_util.tree_leaves(params)) + 2**20
+    cap = 2 * tree_nbytes(params) + 2**20
     try:
         loaded = load_params(path, max_bytes=cap)
     except TooLargeError as e:
