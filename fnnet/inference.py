@@ -133,20 +133,27 @@ def _config_from_shapes(name: str, params: dict) -> dict:
     return {}
 
 
+def load_finite_params(path, *, fn: str = "load_finite_params") -> dict:
+    """The book's sample_weight.pkl (or any dict of arrays with W1) as loaded, refused with a
+    ValueError naming `fn` when it is not such a dict or holds NaN or infinite values."""
+    from fnnet.io import load_params
+
+    params = load_params(path)
+    if not isinstance(params, dict) or "W1" not in params:
+        raise ValueError(f"{fn}: {path} does not hold the chapter 3 network's W1, b1, ... arrays")
+    bad = sorted(k for k, v in params.items() if not np.isfinite(np.asarray(v, np.float64)).all())
+    if bad:
+        raise ValueError(f"{fn}: {path}: {', '.join(bad)} hold NaN or infinite values; refusing them")
+    return params
+
+
 def _three_layer_net(path: str) -> Classifier:
     import jax
     import jax.numpy as jnp
 
-    from fnnet.io import load_params
     from fnnet.models import three_layer_net
 
-    params = load_params(path)
-    if not isinstance(params, dict) or "W1" not in params:
-        raise ValueError(f"{FN}: {path} does not hold the chapter 3 network's W1, b1, ... arrays")
-    bad = sorted(k for k, v in params.items() if not np.isfinite(np.asarray(v, np.float64)).all())
-    if bad:
-        raise ValueError(f"{FN}: {path}: {', '.join(bad)} hold NaN or infinite values; refusing them")
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in load_finite_params(path, fn=FN).items()}
     if params["W1"].ndim != 2 or params["W1"].shape[0] != math.prod(IMAGE_SHAPE):
         raise ValueError(f"{FN}: {path}: W1 has shape {tuple(params['W1'].shape)}; the chapter 3 network on "
                          "28x28 images needs (784, hidden)")

@@ -30,15 +30,10 @@ def add_parser(sub):
 
 def _eval_three_layer_net(path, x, t):
     """The book's sample_weight.pkl: chapter 3's sigmoid 784-50-100-10 network, forward only."""
-    import numpy as np
-
-    from fnnet.io import load_params
+    from fnnet.inference import load_finite_params
     from fnnet.models import batched_accuracy, three_layer_net
 
-    params = load_params(path)
-    bad = sorted(k for k, v in params.items() if not np.isfinite(np.asarray(v, np.float64)).all())
-    if bad:
-        raise DataError(f"{path}: {', '.join(bad)} hold NaN or infinite values; refusing to evaluate them")
+    params = load_finite_params(path, fn="fnnet eval")
     return batched_accuracy(lambda xb: three_layer_net.predict(params, xb), x, t, batch_size=1000)
 
 
