@@ -37,6 +37,8 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHAPTERS = DOCS / "chapters"
 SLOW_BLOCK_S = 30.0
+# What tests/conftest.py adds to XLA_FLAGS for the test processes, and page_env takes out again.
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
 
 _FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 _REQUIRES = re.compile(r"<!--\s*requires:\s*(.*?)\s*-->", flags=re.S)
@@ -228,10 +230,15 @@ def _run_here(page: Path) -> list[dict]:
 
 def page_env() -> dict[str, str]:
     """The environment pages and notebooks run in: no display, the CPU (whose float32 digits the pages
-    show), and the repository importable."""
+    show), XLA's default compiler settings, as a reader runs them, and the repository importable."""
     env = dict(os.environ)
     env["MPLBACKEND"] = "Agg"
     env["JAX_PLATFORMS"] = "cpu"
+    flags = env.get("XLA_FLAGS", "").replace(FAST_COMPILE_FLAG, "").strip()
+    if flags:
+        env["XLA_FLAGS"] = flags
+    else:
+        env.pop("XLA_FLAGS", None)
     root = str(DOCS.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env

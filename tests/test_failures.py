@@ -239,16 +239,17 @@ def test_cli_refuses_nan_data_before_training(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_compile_cache_is_used_and_a_corrupt_or_unwritable_one_never_fails_a_run(tmp_path):
     argv = ("train", "--dataset", "digits", "--epochs", "1", "--no-progress", "--overwrite")
-    assert fnnet(tmp_path, *argv).returncode == 0
+    on = {"FNNET_COMPILE_CACHE": "1"}  # the test session turns it off (tests/conftest.py)
+    assert fnnet(tmp_path, *argv, env=on).returncode == 0
     folder = tmp_path / "cache" / "fnnet" / "jax-compile"
     entries = sorted(folder.iterdir())
     assert any("chunk" in p.name for p in entries)
     for p in entries:
         p.write_bytes(b"garbage")
-    proc = fnnet(tmp_path, *argv)
+    proc = fnnet(tmp_path, *argv, env=on)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and "cache" not in proc.stderr, proc.stderr
     (tmp_path / "blocked").write_text("a file where the cache folder would be")
-    proc = fnnet(tmp_path, *argv, env={"XDG_CACHE_HOME": str(tmp_path / "blocked")})
+    proc = fnnet(tmp_path, *argv, env={**on, "XDG_CACHE_HOME": str(tmp_path / "blocked")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     off = tmp_path / "off"
     proc = fnnet(tmp_path, *argv, env={"XDG_CACHE_HOME": str(off), "FNNET_COMPILE_CACHE": "0"})
