@@ -86,6 +86,7 @@ def test_eval_of_a_run_whose_model_fnnet_cannot_rebuild(tmp_path, capsys):
     assert "trained on the model 'bnconv', which fnnet cannot rebuild by name" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains LeNet-5 on 28x28 images for 2 epochs
 def test_the_lenet5_script_falls_back_to_upscaled_digits_without_mnist(tmp_path, monkeypatch, capsys):
     import importlib.util
     from pathlib import Path

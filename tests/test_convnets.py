@@ -16,9 +16,10 @@ from fnnet.models import deep_convnet, get_model, simple_convnet
 SMALL_CP = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
 # The convolution's paths: the book's im2col, the fast layout whole, and in chunks of one image.
 FAST, CHUNKED = ConvImpl("fast"), ConvImpl("fast", chunk_bytes=1)
-# The reference path's three-way check runs in tests/test_conv.py by default; here it is slow.
+# The reference and chunked paths' three-way checks run in tests/test_conv.py by default (layer by
+# layer); inside whole models they are slow, since compiling a model per path dominates.
 IMPLS = [pytest.param(ConvImpl(), id="reference", marks=pytest.mark.slow), pytest.param(FAST, id="fast"),
-         pytest.param(CHUNKED, id="chunked")]
+         pytest.param(CHUNKED, id="chunked", marks=pytest.mark.slow)]
 # Compiled once for the module: compiling DeepConvNet dominates these tests' time.
 DEEP_PREDICT = jax.jit(deep_convnet.predict, static_argnames="train")
 
@@ -142,6 +143,7 @@ def test_deep_convnet_gradient_matches_jax_grad_with_dropout():
     assert rel_error(g, g2) > 1e-3
 
 
+@pytest.mark.slow  # the chunked path layer by layer: tests/test_conv.py::test_convolution_in_batch_chunks
 def test_deep_convnet_gradient_with_batch_chunks():
     """The convolution kernel's chunked path (used for large layers) inside the whole model: the
     same loss and gradient as the unchunked path and the reference path, and jax.grad agrees."""

@@ -56,6 +56,10 @@ def _check(case, res, exclude=frozenset()):
     assert res["test_acc"] == res["test_acc_ref"], f"{case}: {res['test_acc']} vs {res['test_acc_ref']}"
 
 
+# The tests that read the parity run's figures share one run of it: pytest-xdist keeps them on one worker.
+ON_PARITY_WORKER = pytest.mark.xdist_group("distributed-parity")
+
+
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
     cases = "two_layer_net=1+2+4,multi_layer_net,multi_layer_net_momentum,simple_convnet"
@@ -64,17 +68,20 @@ def parity(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["two_layer_net", "multi_layer_net_momentum", "simple_convnet"])
+@ON_PARITY_WORKER
 def test_fit_on_devices_matches_one_device(parity, case):
     for devices, res in parity["models"][case].items():
         _check(f"{case} on {devices} devices", res)
 
 
 @pytest.mark.slow
+@ON_PARITY_WORKER
 def test_fit_on_a_one_device_mesh_is_bit_identical(parity):
     assert parity["models"]["two_layer_net"]["1"]["max_abs_diff"] == 0.0
 
 
 @pytest.mark.slow
+@ON_PARITY_WORKER
 def test_parity_batch_norm_dropout_adam(parity):
     res = parity["models"]["multi_layer_net"]["4"]
     _check("multi_layer_net (adam) on 4 devices", res, exclude=ADAM_BN_NOISE)
@@ -82,11 +89,13 @@ def test_parity_batch_norm_dropout_adam(parity):
 
 
 @pytest.mark.slow
+@ON_PARITY_WORKER
 def test_compiler_splits_the_batch_and_all_reduces(parity):
     assert parity["hlo"] == {"all_reduce": True, "local_rows": True}
 
 
 @pytest.mark.slow
+@ON_PARITY_WORKER
 def test_random_draws_do_not_depend_on_the_device_count(parity):
     assert parity["random_draws_equal"] is True
 

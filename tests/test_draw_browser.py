@@ -28,6 +28,8 @@ except ImportError:
 CHROMIUM = next((path for path in (shutil.which("chromium"), "/usr/bin/chromium")
                  if path and os.path.isfile(path) and os.access(path, os.X_OK)), None)
 pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.xdist_group("draw-browser"),  # one server and one browser for the module, on one worker
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (no chromium on PATH, no "
                        "/usr/bin/chromium): apt-get install chromium"),
     pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not importable: "

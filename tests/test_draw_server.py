@@ -263,6 +263,7 @@ def _raw_post(url, head: bytes, body_parts) -> int:
     return int(data.split(b" ", 2)[1])
 
 
+@pytest.mark.xdist_group("draw-server")
 def test_50_concurrent_predictions(server):
     url, fake = server
     calls_before = fake.calls
@@ -281,6 +282,7 @@ def test_50_concurrent_predictions(server):
     assert fake.calls - calls_before == 50 and fake.max_active == 1  # serialised classifier calls
 
 
+@pytest.mark.xdist_group("draw-server")
 def test_bad_requests_in_parallel_leave_the_server_answering(server):
     url, _ = server
     port_head = f"POST /predict HTTP/1.1\r\nHost: {url[7:]}\r\nContent-Type: image/png\r\n"

@@ -47,6 +47,7 @@ def _cli(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # five processes; the fast tier checks the lock within one (the last test)
 def test_a_live_run_keeps_its_folder_against_a_second_run_overwrite_and_resume(tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), "3"], env=_env(),
@@ -82,6 +83,7 @@ def test_a_live_run_keeps_its_folder_against_a_second_run_overwrite_and_resume(t
     lock_run_dir(out, fn="fit").close()
 
 
+@pytest.mark.slow  # two training processes at once
 def test_two_runs_started_together_one_wins_the_other_is_refused_cleanly(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "fnnet.cli", "train", "--dataset", "digits", "--epochs", "3",

@@ -206,6 +206,7 @@ def test_builtin_models_equal_the_books_hand_chains(dtype):
                 chex.assert_trees_all_close(got, ref, rtol=1e-6, atol=0, custom_message=name)
 
 
+@pytest.mark.pages
 def test_the_docs_page_runs_and_prints_what_it_shows():
     for printed, shown in printed_and_shown(DOCS / "your_own_network.md", 5):
         assert printed == shown

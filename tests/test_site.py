@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from doc_examples import normalized, page_blocks, run_page
+from doc_examples import block_failure, page_blocks, run_page
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -237,16 +237,22 @@ def test_the_readme_is_a_short_front_door():
     assert len(lines) <= 120, f"README.md has {len(lines)} lines"
 
 
-def test_ci_runs_the_readme_commands_then_builds_the_site():
+def test_ci_runs_the_readme_commands_every_tier_then_builds_the_site():
     install, tests = setup_commands()
     ci = [line.strip() for line in CI.read_text(encoding="utf-8").splitlines()]
     assert "pip install" in install and install.endswith("&& fnnet train")
-    assert tests.endswith("python -m pytest")
+    assert tests.endswith("python -m pytest -n auto")
     assert ci.index(install) < ci.index(tests), "CI must install before it tests"
     docs_extra = [i for i, line in enumerate(ci) if re.fullmatch(r"pip install -e \"?\.\[docs\]\"?", line)]
     build = [i for i, line in enumerate(ci) if line.startswith("mkdocs build --strict")]
     assert docs_extra and build, "CI must install the docs extra and build the site"
-    assert ci.index(install) < docs_extra[0] < ci.index(tests) < build[0]
+    tiers = [(i, shlex.split(line)) for i, line in enumerate(ci) if line.startswith("tier -m ")]
+    assert ci.index(install) < docs_extra[0] < ci.index(tests) < min(i for i, _ in tiers) < build[0]
+    # Every marker that pyproject registers is run by one of CI's tiers.
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    markers = re.findall(r'^    "(\w+): ', config, flags=re.M)
+    run = " ".join(argv[2] for _, argv in tiers)
+    assert markers and all(re.search(rf"(?<!not ){m}\b", run) for m in markers), (markers, run)
 
 
 def test_the_readme_and_the_guides_link_to_what_exists():
@@ -271,16 +277,16 @@ def test_the_readme_and_the_guides_link_to_what_exists():
 def test_the_readme_example_is_the_first_example_of_getting_started():
     readme, started = page_blocks(README), page_blocks(DOCS / "getting_started.md")
     assert len(readme) == 1 and readme[0].shown is not None
-    assert (readme[0].code, readme[0].shown) == (started[0].code, started[0].shown)
+    assert (readme[0].code, readme[0].shown, readme[0].tolerance) == \
+        (started[0].code, started[0].shown, started[0].tolerance)
 
 
+@pytest.mark.pages
 def test_getting_started_prints_what_it_shows(tmp_path):
     page = DOCS / "getting_started.md"
     blocks = page_blocks(page)
     assert len(blocks) >= 4 and all(block.shown is not None for block in blocks)
     results = run_page(page, tmp_path)
     assert len(results) == len(blocks)
-    for block, result in zip(blocks, results, strict=True):
-        assert result.error is None, f"{page.name}:{block.line} raised:\n{result.error}"
-        assert normalized(result.printed) == normalized(block.shown), \
-            f"{page.name}:{block.line} printed\n{result.printed}\nbut the page shows\n{block.shown}"
+    failures = [block_failure(page, b, r.printed, r.error) for b, r in zip(blocks, results, strict=True)]
+    assert not any(failures), "\n\n".join(filter(None, failures))
