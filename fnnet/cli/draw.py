@@ -3,22 +3,27 @@ input, the probabilities and, for a convolutional network, the first layer's fea
 
 The model: --params, else the newest run in ./runs/ whose params.npz takes 28x28 images, else the
 book's SimpleConvNet (params.pkl in $FNNET_BOOK_WEIGHTS_DIR). The page needs the `draw` extra
-(starlette, uvicorn); `fnnet.web` serves it.
+(starlette, uvicorn); `fnnet.web` serves it, within the limits --max-pixels, --max-decodes,
+--max-connections and --timeout. It listens on this machine only unless --host says otherwise, and
+then warns that anyone on the network can reach it.
 """
 
 from __future__ import annotations
 
 import glob
+import ipaddress
 import math
 import os
+import socket
 import sys
 
-from fnnet.cli.common import add_debug, int_type
+from fnnet.cli.common import add_debug, float_type, int_type, positive_int
 from fnnet.cli.predict import _model
 
 EXTRA_HINT = 'fnnet draw needs the draw extra: pip install "fnnet[draw]"'
 BOOK_WEIGHTS_ENV = "FNNET_BOOK_WEIGHTS_DIR"
 RUNS_DIR = "runs"
+LIMITS = ("max_pixels", "max_decodes", "max_connections", "timeout")  # options passed on to fnnet.web.serve
 
 
 class MissingExtra(Exception):
@@ -40,6 +45,17 @@ def add_parser(sub):
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                    "machine only)")
     d.add_argument("--port", type=int_type(1, 65535), default=8000, help="(default: 8000)")
+    # the defaults are fnnet.web's (not imported here: it needs the draw extra)
+    d.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                   help="refuse an image whose header declares more pixels, before decoding it (default: "
+                   "4,000,000)")
+    d.add_argument("--max-decodes", type=positive_int, default=None, metavar="N",
+                   help="images prepared at once; the others wait their turn (default: 2)")
+    d.add_argument("--max-connections", type=positive_int, default=None, metavar="N",
+                   help="open connections; more are refused (default: 64)")
+    d.add_argument("--timeout", type=float_type(0, True), default=None, metavar="SECONDS",
+                   help="the longest wait for a request's headers, its body, or its turn to be prepared "
+                   "(default: 10)")
     add_debug(d)
     return d
 
@@ -95,6 +111,20 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only: a loopback address, or a name whose addresses all are
+    (0.0.0.0 and :: are every address, so not)."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(ipaddress.ip_address(a).is_loopback for a in found)
+
+
 def run(args, parser) -> int:
     """Serve the draw page until Ctrl-C."""
     from fnnet.inference import load_classifier
@@ -107,6 +137,10 @@ def run(args, parser) -> int:
     path, model, why = choose_params(args.params, args.model)
     classifier = load_classifier(path, model)
     print(f"fnnet draw: {classifier.name}, from {why}", flush=True)
+    if not is_loopback(args.host):
+        print(f"fnnet draw: warning: --host {args.host} is not a loopback address: anyone who can reach this "
+              "machine on the network can use the page", file=sys.stderr, flush=True)
     print(f"fnnet draw: open {url_of(args.host, args.port)} (Ctrl-C stops)", flush=True)
-    web.serve(classifier, host=args.host, port=args.port)
+    limits = {name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None}
+    web.serve(classifier, host=args.host, port=args.port, **limits)
     return 0

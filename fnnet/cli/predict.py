@@ -4,8 +4,8 @@
     seven.png: 7 (p=0.97)  next: 1 0.02, 9 0.01
 
 Each image is prepared as MNIST's digits were (`fnnet.datasets.prepare_digit`) before the
-network sees it. A file that cannot be used is one line on stderr; the others are still
-predicted, and the exit status is 1.
+network sees it. A file that cannot be used (unreadable, truncated, NaN or out-of-range pixels,
+no digit) is one line on stderr; the others are still predicted, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -114,8 +114,12 @@ def run(args, parser) -> int:
         try:
             grey = read_grey(name)
             prepared.append(prepare_grey(grey, name))
-        except (OSError, ValueError) as e:
-            print(f"fnnet predict: error: {one_line(e)}", file=sys.stderr, flush=True)
+        except Exception as e:  # one image that cannot be used must not cost the others their answers
+            ours = isinstance(e, (OSError, ValueError))  # prepare_digit's messages name the file
+            if args.debug and not ours:
+                raise
+            line = one_line(e) if ours else f"{name}: {one_line(e)} (--debug shows the traceback)"
+            print(f"fnnet predict: error: {line}", file=sys.stderr, flush=True)
             failed += 1
             continue
         names.append(name)
