@@ -134,6 +134,29 @@ def add_model_args(p):
     add_debug(p)
 
 
+def add_trust_run(p, what="the run"):
+    """--trust-run (eval, predict, draw): import the code that a run's metrics.json names."""
+    p.add_argument("--trust-run", action="store_true",
+                   help=f"import and run the code (your own network, FILE.py:ATTR or MODULE:ATTR) that "
+                   f"{what}'s metrics.json names; without it fnnet runs no code from a run folder (--model "
+                   "FILE.py:ATTR names the code yourself)")
+
+
+def untrusted_line(metrics_path: str, spec: str) -> str:
+    """The refusal of code that a run's metrics.json names (`UntrustedCodeError`), in the command
+    line's words."""
+    import shlex
+
+    return (f"{metrics_path} names the code {spec}; fnnet does not run code from a run folder: pass "
+            f"--model {shlex.quote(spec)} or --trust-run if you trust it")
+
+
+def check_params_file(path) -> None:
+    """Say `no such file: PATH` before anything else is read (or blamed on a missing metrics.json)."""
+    if not os.path.exists(path):
+        raise DataError(f"no such file: {path}")
+
+
 def normalize_model(args) -> None:
     """Your own network's file path made absolute in args.model, so a run's record works anywhere."""
     if args.model and ":" in args.model:

@@ -2,10 +2,11 @@
 input, the probabilities and, for a convolutional network, the first layer's feature maps).
 
 The model: --params, else the newest run in ./runs/ whose params.npz takes 28x28 images, else the
-book's SimpleConvNet (params.pkl in $FNNET_BOOK_WEIGHTS_DIR). The page needs the `draw` extra
-(starlette, uvicorn); `fnnet.web` serves it, within the limits --max-pixels, --max-decodes,
---max-connections and --timeout. It listens on this machine only unless --host says otherwise, and
-then warns that anyone on the network can reach it.
+book's SimpleConvNet (params.pkl in $FNNET_BOOK_WEIGHTS_DIR). The default pick never runs code: a
+run whose metrics.json names your own network, or is damaged, is passed over with one line. The
+page needs the `draw` extra (starlette, uvicorn); `fnnet.web` serves it, within the limits
+--max-pixels, --max-decodes, --max-connections and --timeout. It listens on this machine only
+unless --host says otherwise, and then warns that anyone on the network can reach it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import os
 import socket
 import sys
 
-from fnnet.cli.common import add_debug, float_type, int_type, positive_int
-from fnnet.cli.predict import _model
+from fnnet.cli.common import add_debug, add_trust_run, float_type, int_type, positive_int
+from fnnet.cli.predict import _model, classifier_for
 
 EXTRA_HINT = 'fnnet draw needs the draw extra: pip install "fnnet[draw]"'
 BOOK_WEIGHTS_ENV = "FNNET_BOOK_WEIGHTS_DIR"
@@ -42,6 +43,7 @@ def add_parser(sub):
                    f"takes 28x28 images, else the book's params.pkl in ${BOOK_WEIGHTS_ENV})")
     d.add_argument("--model", type=_model, default=None, metavar="NAME|MODULE:ATTR|FILE.py:ATTR",
                    help="the network (default: the run's, or for the book's .pkl the one its arrays fit)")
+    add_trust_run(d, "the --params run")
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                    "machine only)")
     d.add_argument("--port", type=int_type(1, 65535), default=8000, help="(default: 8000)")
@@ -60,28 +62,60 @@ def add_parser(sub):
     return d
 
 
+def _scan_runs(folder: str):
+    """([(mtime, params path)] of the runs in `folder` that fnnet rebuilds without running code: their
+    metrics.json records 28x28 (784-value) input and a built-in model, [(mtime, params path, why)]
+    of those passed over: their metrics.json names code (your own network), a model fnnet does not
+    know, or is damaged)."""
+    from fnnet.inference import MODELS, read_run_info
+    from fnnet.models.user import is_spec
+
+    found, passed_over = [], []
+    for path in glob.glob(os.path.join(glob.escape(folder), "*", "params.npz")):
+        try:
+            mtime = os.path.getmtime(path)
+        except OSError:
+            continue
+        try:
+            run, shape = read_run_info(path, fn="fnnet draw")
+        except (OSError, ValueError) as e:
+            passed_over.append((mtime, path, " ".join(str(e).split()).removeprefix("fnnet draw: ")))
+            continue
+        model = run.get("model")
+        if not (shape and math.prod(shape) == 28 * 28 and model):
+            continue
+        if model in MODELS:
+            found.append((mtime, path))
+        elif is_spec(model):
+            passed_over.append((mtime, path, f"its metrics.json names the code {model}; fnnet draw --params "
+                                f"{path} --trust-run runs it"))
+        else:
+            passed_over.append((mtime, path, f"fnnet cannot rebuild its model {model!r} by name"))
+    return found, passed_over
+
+
 def newest_run(folder: str = RUNS_DIR) -> str | None:
     """The params.npz of the newest run in `folder` whose metrics.json records 28x28 (784-value)
-    input, or None."""
-    from fnnet.inference import read_run_info
-
-    found = []
-    for path in glob.glob(os.path.join(glob.escape(folder), "*", "params.npz")):
-        run, shape = read_run_info(path, fn="fnnet draw", warn=lambda line: None)
-        if shape and math.prod(shape) == 28 * 28 and run.get("model"):
-            try:
-                found.append((os.path.getmtime(path), path))
-            except OSError:
-                continue
+    input and a built-in model, or None: a run that names code (your own network) or whose
+    metrics.json is damaged is never picked."""
+    found, _ = _scan_runs(folder)
     return max(found)[1] if found else None
 
 
-def choose_params(params: str | None, model: str | None) -> tuple[str, str | None, str]:
+def choose_params(params: str | None, model: str | None, warn=None) -> tuple[str, str | None, str]:
     """(params path, model, why) for `fnnet draw`: --params, else the newest run, else the book's
-    SimpleConvNet; raises ValueError saying what to do when there is none."""
+    SimpleConvNet; raises ValueError saying what to do when there is none. Runs newer than the
+    pick that it passes over (see `newest_run`) are named in one line through `warn`."""
     if params is not None:
         return params, model, "--params"
-    run = newest_run()
+    found, passed_over = _scan_runs(RUNS_DIR)
+    newest = max(found) if found else (-math.inf, None)
+    newer = sorted((item for item in passed_over if item[0] >= newest[0]), reverse=True)
+    if newer and warn is not None:
+        shown = "; ".join(f"{path} ({why})" for _, path, why in newer[:3])
+        more = f"; and {len(newer) - 3} more" if len(newer) > 3 else ""
+        warn(f"fnnet draw: passing over {len(newer)} newer run(s) in {RUNS_DIR}/: {shown}{more}")
+    run = newest[1]
     if run is not None:
         return run, model, f"the newest run in {RUNS_DIR}/"
     folder = os.environ.get(BOOK_WEIGHTS_ENV)
@@ -127,15 +161,17 @@ def is_loopback(host: str) -> bool:
 
 def run(args, parser) -> int:
     """Serve the draw page until Ctrl-C."""
-    from fnnet.inference import load_classifier
-
+    if args.trust_run and args.params is None:
+        parser.error("argument --trust-run: trusts the run that --params names; the default pick (the newest "
+                     "run in ./runs/) never runs code")
     try:
         web = _web()
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 1
-    path, model, why = choose_params(args.params, args.model)
-    classifier = load_classifier(path, model)
+    path, model, why = choose_params(args.params, args.model,
+                                     warn=lambda line: print(line, file=sys.stderr, flush=True))
+    classifier = classifier_for(path, model, args.trust_run)
     print(f"fnnet draw: {classifier.name}, from {why}", flush=True)
     if not is_loopback(args.host):
         print(f"fnnet draw: warning: --host {args.host} is not a loopback address: anyone who can reach this "
