@@ -1,9 +1,13 @@
 """Every wait has a deadline: an MNIST download as a whole (connection, status line, headers, body),
-and a file:// mirror that is not a regular file; the download bars follow `fnnet train --no-progress`.
+a file:// mirror that is not a regular file (the download bars follow `fnnet train --no-progress`),
+and the processes of a multi-process run, which listen on the coordinator's address only, refuse
+forged handshake lines without stopping, and stop in one line (exit status 75) when one of them
+dies, freezes or ends early, instead of JAX's abort with a C++ stack trace.
 
 The mirrors are HTTP servers on 127.0.0.1 in threads of the test that send one byte every 0.2 s,
 and stop by themselves after TRICKLE_S, so a download without a deadline fails the test instead of
-hanging it.
+hanging it. The processes are real (`python -c RUN`), each under a limit; those that start two or
+three JAX processes are marked slow.
 """
 
 from __future__ import annotations
@@ -11,13 +15,19 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
+import jax
 import pytest
 from test_data_limits import tried_lines
 from test_datasets import synthetic_mnist, write_set
 
+from fnnet import distributed
 from fnnet.cli import main
 from fnnet.datasets import MNIST_FILES, MNISTNotFoundError, load_mnist
 from fnnet.datasets import mnist as mnist_module
@@ -208,3 +218,271 @@ def test_no_progress_silences_the_download_bars(env, monkeypatch, capsys, quiet)
     assert "fnnet train: error: cannot load mnist: no verified copy" in err
     bars = [stem for stem in MNIST_FILES if re.search(rf"{stem}\.gz: +\d+%\|", err)]  # tqdm's "name: 0%|"
     assert bars == ([] if quiet else list(MNIST_FILES)), err[-2000:]
+
+
+# ---------------------------------------------------------------- the processes of a run
+# Real processes (`python -c RUN`), each under a subprocess limit so that a hang fails the test.
+
+LIMIT_S = 60  # a process still running after this has hung (JAX notices a dead one after 100 s)
+PEER_LOST = 75  # the exit status of a process stopped because another one is gone (EXIT_PEER_LOST)
+INIT_TIMEOUT_S = 4  # initialize's timeout in these runs
+RUN = (
+    "import os, sys, time\n"
+    "from fnnet import distributed\n"
+    "coordinator, n, i, timeout, mode = sys.argv[1:6]\n"
+    "n, i = int(n), int(i)\n"
+    "if i == 1 and mode in ('die-before-jax', 'hang-before-jax'):  # joins the handshake, not JAX's service\n"
+    "    import jax\n"
+    "    jax.distributed.initialize = ((lambda *a, **k: os._exit(9)) if mode == 'die-before-jax'\n"
+    "                                  else (lambda *a, **k: time.sleep(600)))\n"
+    "try:\n"
+    "    distributed.initialize(coordinator, n, i, timeout=int(timeout))\n"
+    "except Exception as e:\n"
+    "    print(f'{type(e).__name__}: {e}')\n"
+    "    sys.exit(3)\n"
+    "import jax, numpy as np, socket\n"
+    "print(f'joined as process {jax.process_index()} of {jax.process_count()}', flush=True)\n"
+    "if mode == 'die-in-run' and i == n - 1:\n"
+    "    os._exit(9)\n"
+    "if mode == 'exit-early' and i == 1:\n"
+    "    sys.exit(2)  # ends on its own (an error of its own, say) while the others still compute\n"
+    "if mode in ('die-in-run', 'exit-early', 'frozen'):\n"
+    "    mesh = distributed.make_mesh('all')\n"
+    "    total = jax.jit(lambda a: a.sum(), out_shardings=distributed.replicated(mesh))\n"
+    "    while True:  # a collective that waits for every process\n"
+    "        total(distributed.put_sharded(np.ones(n, np.float32), mesh)).block_until_ready()\n"
+    "if mode == 'lag' and i == 0:\n"
+    "    port = int(coordinator.rpartition(':')[2])\n"
+    "    try:\n"
+    "        socket.create_connection(('127.0.0.2', port), timeout=2).close()\n"
+    "        print('JAX service reachable on 127.0.0.2')\n"
+    "    except OSError:\n"
+    "        print('JAX service not reachable on 127.0.0.2')\n"
+    "    time.sleep(3)  # process 0 writes its files while the others have finished\n"
+    "print('finished', flush=True)\n"
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(coordinator, n, i, mode="plain", timeout=INIT_TIMEOUT_S):
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("FNNET_")}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    proc = subprocess.Popen([sys.executable, "-c", RUN, coordinator, str(n), str(i), str(timeout), mode],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, time.monotonic()
+
+
+def finish(started):
+    """(exit status, stdout lines, stderr lines, seconds) of a process from `start`."""
+    proc, t0 = started
+    try:
+        out, err = proc.communicate(timeout=max(1.0, LIMIT_S - (time.monotonic() - t0)))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {LIMIT_S} s; stdout {out[-500:]!r}, stderr {err[-1500:]!r}")
+    return proc.returncode, out.strip().splitlines(), err.strip().splitlines(), time.monotonic() - t0
+
+
+def stopped_in_one_line(result, what, i, n, coordinator):
+    """The process ended with exit status 75 and one line on stderr (no C++ trace) saying `what`."""
+    rc, out, err, _ = result
+    assert (rc, len(err)) == (PEER_LOST, 1), f"exit status {rc}, stdout {out}, stderr {err[-30:]}"
+    assert err[0] == (f"fnnet.distributed: {what} (this is process {i} of {n} at the coordinator "
+                      f"{coordinator}; exit status {PEER_LOST})"), err
+
+
+def lost(who, why="stopped before the run was over (it died, was killed or gave up)"):
+    return f"{who} {why}, so this process stops too"
+
+
+def wait_listening(port, proc):
+    """Wait until process 0 listens on 127.0.0.1:port (its first connection is closed unused)."""
+    end = time.monotonic() + LIMIT_S
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"process 0 never listened on port {port}")
+
+
+def test_the_handshake_listens_on_the_coordinators_address_only():
+    """127.0.0.2 is this machine too (all of 127/8 is the loopback), but not the coordinator's
+    address: a connection there is refused, where listening on every interface accepted it."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    zero = start(coordinator, 2, 0, timeout=3)
+    try:
+        wait_listening(port, zero[0])
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=2).close()
+    finally:
+        rc, out, err, _ = finish(zero)
+    assert rc == 3, (rc, out, err[-30:])
+    assert out == ["DistributedInitError: initialize: the processes did not all join the coordinator "
+                   f"{coordinator} within 3 s (this is process 0 of 2; missing: process 1)"]
+
+
+def test_a_coordinator_address_of_another_machine_is_refused_at_once():
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: process 0 cannot listen there and says
+    so at once (listening on every interface, it waited for the timeout instead)."""
+    port = free_port()
+    coordinator = f"192.0.2.1:{port}"
+    rc, out, err, _ = finish(start(coordinator, 2, 0, timeout=30))
+    assert rc == 3, (rc, out, err[-30:])
+    assert out == [f"DistributedInitError: initialize: process 0 cannot listen on port {port} for the "
+                   f"coordinator {coordinator}: Cannot assign requested address; the coordinator's host must "
+                   "be an address of process 0's machine (or set JAX_COORDINATOR_BIND_ADDRESS)"]
+
+
+def test_a_bad_bind_address_variable_is_refused(monkeypatch):
+    monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", "everywhere")
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("JAX was reached"))
+    with pytest.raises(ValueError, match=r"^initialize: JAX_COORDINATOR_BIND_ADDRESS must be 'host:port' .*"
+                                         r"got 'everywhere'$"):
+        distributed.initialize("127.0.0.1:1234", 2, 0, timeout=3)
+
+
+@pytest.mark.slow
+def test_forged_lines_are_refused_and_process_0_waits_on():
+    """Connections that do not speak the handshake, or say what cannot be, are refused one line each
+    on process 0's stderr (the sender gets an error line); the real process 1 then joins."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    zero = start(coordinator, 2, 0, "lag", timeout=40)
+    wait_listening(port, zero[0])
+    hello = distributed._HELLO
+    forged = [b"GET / HTTP/1.0\r\n\r\n", f"{hello} 5 2\n".encode(), f"{hello} 1 3\n".encode(), b"x" * 300]
+    answers = []
+    for line in forged:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(line)
+            answers.append(s.makefile("rb").readline().decode())
+    one = start(coordinator, 2, 1, "lag", timeout=40)
+    results = [finish(zero), finish(one)]
+    for i, (rc, out, err, _) in enumerate(results):
+        assert (rc, out[0], out[-1]) == (0, f"joined as process {i} of 2", "finished"), (rc, out, err[-20:])
+    refused = results[0][2]
+    assert len(refused) == len(forged), refused
+    assert all(r.startswith("initialize: process 0 refused a connection from 127.0.0.1:") for r in refused)
+    reasons = ["not an fnnet process of this version (it said 'GET / HTTP/1.0\\r')",
+               f"a process says it is process 5 at the coordinator {coordinator}, but the ids of the others "
+               "run from 1 to 1",
+               "process 1 was started with num_processes=3 but process 0 with 2, at the coordinator "
+               f"{coordinator}",
+               "not an fnnet process (no line within 256 bytes)"]
+    assert [r.split(": ", 2)[2] for r in refused] == reasons
+    assert answers == [f"error {r}\n" for r in reasons]
+    assert results[1][2] == []
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_after_joining_stops_the_other_in_one_line():
+    """Process 1 joins the handshake and dies before it registers with JAX's service (where JAX would
+    abort process 0 with a C++ trace once its timeout is over): process 0 stops at once."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    zero = start(coordinator, 2, 0, timeout=30)
+    one = start(coordinator, 2, 1, "die-before-jax", timeout=30)
+    rc1, *_ = finish(one)
+    died = time.monotonic()
+    result = finish(zero)
+    assert rc1 == 9
+    stopped_in_one_line(result, lost("process 1"), 0, 2, coordinator)
+    assert time.monotonic() - died < 5  # at once, not at the 30 s timeout
+
+
+@pytest.mark.slow
+def test_a_process_that_joined_but_never_starts_jax_is_a_deadline():
+    """Process 1 joins, then hangs before jax.distributed.initialize: JAX would abort process 0 with a
+    C++ trace when its timeout is over; fnnet keeps the timeout itself. Each process stops in one line,
+    at its own deadline or because the other stopped first."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    runs = [start(coordinator, 2, 0), start(coordinator, 2, 1, "hang-before-jax")]
+    late = (f"jax.distributed.initialize did not return within {INIT_TIMEOUT_S} s, although every process "
+            "had joined")
+    said = []
+    for i, result in enumerate([finish(r) for r in runs]):
+        rc, out, err, seconds = result
+        assert (rc, len(err)) == (PEER_LOST, 1), (rc, out, err[-30:])
+        said.append(err[0].split(" (this is process")[0].removeprefix("fnnet.distributed: "))
+        assert said[-1] in (late, lost("process 1" if i == 0 else "process 0 (the coordinator)")), err
+        assert seconds < LIMIT_S / 2, seconds
+    assert late in said
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_during_the_run_stops_every_other_one_in_one_line():
+    """3 processes; process 2 dies while processes 0 and 1 wait for it in a collective (JAX would
+    notice after 100 s, then abort both with a C++ trace). Both stop at once, each naming process 2."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    runs = [start(coordinator, 3, i, "die-in-run", timeout=30) for i in range(3)]
+    rc2, *_ = finish(runs[2])
+    died = time.monotonic()
+    zero, one = finish(runs[0]), finish(runs[1])
+    assert rc2 == 9
+    stopped_in_one_line(zero, lost("process 2"), 0, 3, coordinator)
+    stopped_in_one_line(one, "process 2 is gone (it died, was killed, gave up or froze), process 0 says, so "
+                             "this process stops too", 1, 3, coordinator)
+    assert time.monotonic() - died < 10
+
+
+@pytest.mark.slow
+def test_a_frozen_process_stops_the_others_after_the_timeout():
+    """Process 1 is stopped (SIGSTOP: frozen, like a machine cut off from the network) while process 0
+    waits for it in a collective: its connection stays open but silent, and after the timeout of
+    silence process 0 stops in one line (JAX would abort it after 100 s). (Process 1 is then killed:
+    let go, it would race JAX's own abort, which its C++ threads start as soon as they run again.)"""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    runs = [start(coordinator, 2, i, "frozen") for i in range(2)]
+    one = runs[1][0]
+    assert one.stdout.readline().strip() == "joined as process 1 of 2"
+    os.kill(one.pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        zero = finish(runs[0])
+        seconds = time.monotonic() - frozen
+    finally:
+        one.kill()
+        finish(runs[1])
+    silent = f"has sent nothing for {INIT_TIMEOUT_S} s (it is frozen, or its machine cannot be reached)"
+    stopped_in_one_line(zero, lost("process 1", silent), 0, 2, coordinator)
+    assert INIT_TIMEOUT_S - 1.5 < seconds < INIT_TIMEOUT_S + 5, seconds  # its last beat came up to 1 s before
+
+
+@pytest.mark.slow
+def test_a_process_that_ends_early_is_waited_for_at_most_the_timeout():
+    """Process 1 exits on its own while process 0 waits for it in a collective: process 1 waits for
+    process 0 at its exit for the timeout, then both stop in one line each (not JAX's shutdown
+    barrier, 5 minutes, then an abort)."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    runs = [start(coordinator, 2, i, "exit-early") for i in range(2)]
+    one = finish(runs[1])
+    zero = finish(runs[0])
+    stopped_in_one_line(one, f"process 0 did not reach the end of the run within {INIT_TIMEOUT_S} s of this "
+                             "process", 1, 2, coordinator)
+    stopped_in_one_line(zero, lost("process 1"), 0, 2, coordinator)
+
+
+@pytest.mark.slow
+def test_a_run_that_ends_well_ends_quietly_even_when_process_0_ends_last():
+    """Process 0 ends 3 s after process 1 (its files): no line, exit status 0 in both; and JAX's
+    service, like the handshake, listens on the coordinator's address only."""
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    runs = [start(coordinator, 2, i, "lag") for i in range(2)]
+    zero, one = finish(runs[0]), finish(runs[1])
+    assert zero[:3] == (0, ["joined as process 0 of 2", "JAX service not reachable on 127.0.0.2", "finished"],
+                        [])
+    assert one[:3] == (0, ["joined as process 1 of 2", "finished"], [])
