@@ -226,7 +226,8 @@ def _tried(e) -> list:
 
 def load_data(args, say, warn):
     """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits,
-    saying why on stderr (`warn`)."""
+    saying why on stderr (`warn`). --no-progress, where the command has it, silences the download's
+    progress bars too."""
     from fnnet import datasets
 
     explicit = args.dataset is not None or args.data_dir is not None
@@ -234,7 +235,8 @@ def load_data(args, say, warn):
     try:
         if name == "digits":
             return name, datasets.load_digits()
-        return name, datasets.load_mnist(data_dir=args.data_dir)
+        progress = not getattr(args, "no_progress", False)
+        return name, datasets.load_mnist(data_dir=args.data_dir, progress=progress)
     except datasets.MNISTNotFoundError as e:
         tried = _tried(e)
         if explicit:

@@ -97,8 +97,8 @@ def add_parser(sub):
     d.add_argument("--process-id", type=nonneg_int, default=None, metavar="I",
                    help="this process's index, 0 to N-1 ($FNNET_PROCESS_ID)")
     d.add_argument("--init-timeout", type=positive_int, default=None, metavar="SECONDS",
-                   help="give up when not every process has joined within this time ($FNNET_INIT_TIMEOUT, "
-                   "default 60)")
+                   help="the longest a process waits for the others: to join, when one is silent, at the "
+                   "end ($FNNET_INIT_TIMEOUT, default 60)")
     return t
 
 
