@@ -203,7 +203,8 @@ def _tried(e) -> list:
 
 def load_data(args, say, warn):
     """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits,
-    saying why on stderr (`warn`)."""
+    saying why and how to get MNIST in two lines on stderr (`warn`); every place tried too when
+    args.verbose (a command with --verbose: train)."""
     from fnnet import datasets
 
     explicit = args.dataset is not None or args.data_dir is not None
@@ -219,12 +220,14 @@ def load_data(args, say, warn):
                             "or --data-dir to a folder with them, allow a download, or try --dataset digits "
                             "(bundled, offline). Tried, in order:", tried) from None
         env = next((t for t in tried if t.startswith("FNNET_DATA_DIR")), None)
+        verbose = getattr(args, "verbose", False)
         warn(f"fnnet: MNIST is not available ({env or 'FNNET_DATA_DIR: not set'}; no verified copy "
-             "elsewhere), so this run uses the bundled 8x8 digits; for MNIST set "
-             "FNNET_DATA_DIR=/path/to/mnist or go online, and pass --dataset mnist to require it. "
-             "Tried, in order:")
-        for t in tried:
+             f"elsewhere), so this run uses the bundled 8x8 digits.{' Tried, in order:' if verbose else ''}")
+        for t in tried if verbose else ():
             warn(f"  - {t}")
+        more = ", --verbose lists the places tried." if hasattr(args, "verbose") and not verbose else "."
+        warn("fnnet: for MNIST, set FNNET_DATA_DIR to a folder with its four files or run once online "
+             f"(it is downloaded to {datasets.default_cache_dir()}); --dataset mnist requires it{more}")
         return "digits", datasets.load_digits()
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load {name}: {str(e).splitlines()[0]}") from None
