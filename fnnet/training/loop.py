@@ -238,8 +238,9 @@ def fit(
 
     devices: None trains on the default device. An int N, 'all', a list of devices or a Mesh
     with one axis 'data' (see `fnnet.distributed`) splits every batch over those devices, with
-    params, state and optimizer state replicated; the results are those of one device, within
-    float tolerance, and checkpoints resume on any device count. Across processes (after
+    params, state and optimizer state replicated; each step's results are those of one device
+    within float32 rounding (over a run ReLU can amplify it: see `fnnet.distributed`), and
+    checkpoints resume on any device count. Across processes (after
     `fnnet.distributed.initialize`) only process 0 prints and writes files; every process reads
     the checkpoint it resumes from, so out_dir must be on a shared filesystem.
     """
