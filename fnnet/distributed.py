@@ -14,8 +14,20 @@ communication. The hand-written loss_and_grad is a mean over the batch, so under
 turns its batch reductions (the loss, dW = x.T @ dy, Batch Norm's statistics) into all-reduces:
 the gradients, the loss and Batch Norm's statistics are those of the global batch, as on one device.
 
+How close to one device: each step's results are those of one device within float32 rounding (the
+batch sums are added in another order: the gradients differ by up to 1e-7, by about 1e-8 where they
+are near 0). Adam's first steps turn that into parameter differences of up to about 3e-6 where a
+gradient is near 0 (lr 1e-3 times 1e-8 over eps / sqrt(1 - beta2) = 3.2e-6), and the biases in
+front of Batch Norm, whose exact gradient is 0, follow rounding noise. A network with ReLU can go
+further: about once in a million activations a pre-activation lies within that rounding of 0 and
+passes its gradient on one device but not on the other, and the runs then part by up to the
+learning rate. Measured with MultiLayerNet (5 x 100, Batch Norm, dropout 0.1, Adam) on the digits,
+4 devices against 1 over 2 epochs: 3 seeds of 8 beyond 1e-5 (up to 1.6e-3; 4 of 8, up to 4.6e-3,
+before the built-in networks became `serial` stacks), while the same runs with sigmoid stay within
+6e-7; the per-step losses agree within 6e-4 and the test accuracies are equal.
+
 Random numbers do not depend on the device count: a jitted program means the same on any sharding,
-and every key (the step keys, dropout's fold_in keys, augmentation's) is derived from replicated keys.
+and every key (the step keys, dropout's keys, augmentation's) is derived from replicated keys.
 `jax.config.jax_threefry_partitionable` (True by default since JAX 0.5) only decides whether the
 compiler can split the random draws across devices instead of computing them whole on each;
 fnnet leaves it as JAX sets it, since changing it would change every random number of a seed.

@@ -204,7 +204,7 @@ def test_a_file_mirror_that_is_a_regular_file_still_works(env):
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["no-progress", "progress"])
 def test_no_progress_silences_the_download_bars(env, monkeypatch, capsys, quiet):
-    """`fnnet train --no-progress` passes progress=False to the download too; without the flag the
+    """`fnnet train --no-progress` passes progress=False to the download too; with --progress the
     same download shows its bars (so the first case can fail). The mirror's files are not MNIST,
     so the run stops after trying them, with the usual one-line error."""
     (env / "mirror").mkdir()
@@ -212,7 +212,8 @@ def test_no_progress_silences_the_download_bars(env, monkeypatch, capsys, quiet)
         (env / "mirror" / (stem + ".gz")).write_bytes(os.urandom(4096))
     monkeypatch.setenv("FNNET_MNIST_MIRRORS", (env / "mirror").as_uri())
     monkeypatch.setenv("FNNET_COMPILE_CACHE", "0")
-    argv = ["train", "--dataset", "mnist", "--out", str(env / "run")] + (["--no-progress"] if quiet else [])
+    bars = ["--no-progress"] if quiet else ["--progress"]
+    argv = ["train", "--dataset", "mnist", "--out", str(env / "run")] + bars
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "fnnet train: error: cannot load mnist: no verified copy" in err

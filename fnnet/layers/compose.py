@@ -15,6 +15,10 @@ holds `W{i}`, `b{i}`; the j-th BatchNormalization holds `gamma{j}`, `beta{j}` an
 `running_mean{j}`, `running_var{j}`. Keys: `init` splits its key into one key per layer with
 weights, in order; `forward` in training splits its key into one key per Dropout, in order.
 A shape that does not fit fails in `init`, naming the layer's position, its name and the shapes.
+
+`sequential(net, input_shape)` (what `net.model` calls) adds SoftmaxWithLoss and gives the `Model`
+that training uses. `Model`, `sequential` and `net_loss_and_grad` live here and `fnnet.models`
+re-exports them: the models are built from the layers, and the layers never import the models.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
 from fnnet.layers.conv import convolution, output_hw, pooling
-from fnnet.layers.core import affine, relu, sigmoid
+from fnnet.layers.core import affine, relu, sigmoid, softmax_with_loss
 from fnnet.layers.normalization import BN_EPS, batch_norm, dropout, init_batch_norm
 
 __all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "Sigmoid", "Convolution", "Pooling",
-           "BatchNormalization", "Dropout", "Flatten", "summary"]
+           "BatchNormalization", "Dropout", "Flatten", "summary", "Model", "sequential", "net_loss_and_grad"]
 
 class ShapeError(ValueError):
     """An input shape that a layer cannot take; `detail` is the message without the layer's name."""
@@ -71,9 +75,7 @@ class Block(NamedTuple):
     layers: tuple = ()
 
     def model(self, input_shape):
-        """This network + SoftmaxWithLoss as a `fnnet.models.Model` for input_shape (C, H, W) or (D,)."""
-        from fnnet.models import sequential
-
+        """This network + SoftmaxWithLoss as a `Model` (`sequential`) for input_shape (C, H, W) or (D,)."""
         return sequential(self, input_shape)
 
     def __repr__(self):
@@ -451,3 +453,74 @@ def summary(net: Block, input_shape) -> str:
 def _shapes_only(child, key, shape):
     out, p, s = child.init(key, shape)
     return jnp.zeros((1,) + tuple(out)), p, s
+
+
+# ---------------------------------------------------------------------------------------------
+# The Model of a network: what fnnet.models, fnnet.training and the CLI use
+
+
+class Model(NamedTuple):
+    """A network as the pure functions that training, evaluation and the CLI call (the contract in
+    `fnnet.models`' docstring); `fnnet.models.get_model`, each model module's `model(...)` and
+    `sequential` build one."""
+
+    init: Callable
+    apply: Callable
+    loss_and_grad: Callable
+    input_shape: tuple
+
+
+document_fields(
+    Model,
+    init="init(key) -> (params, state): fresh parameters and state, dicts of arrays.",
+    apply="apply(params, state, x, train=False, key=None) -> (scores (N, classes), state).",
+    loss_and_grad="loss_and_grad(params, state, x, t, key) -> (loss, grads, state), in training mode.",
+    input_shape="The shape of one sample, without N: (784,), (1, 28, 28).",
+)
+
+
+def sequential(net, input_shape) -> Model:
+    """The `Model` of a layer stack `net` (a `fnnet.layers.Block`, e.g. from `serial`) for inputs of
+    `input_shape` per sample: its last layer's scores plus SoftmaxWithLoss, with the hand-written
+    backward pass. The shapes are checked now: a layer that does not fit raises here, and so does
+    an output that is not one score per class."""
+    if not isinstance(net, Block):
+        raise TypeError(f"sequential: net must be a layer Block such as serial(...), "
+                        f"got {type(net).__name__}")
+    input_shape = input_shape_of(input_shape, fn="sequential")
+    out = {}
+
+    def shapes(key):
+        out["shape"], params, state = net.init(key, input_shape)
+        return params, state
+
+    try:
+        jax.eval_shape(shapes, jax.random.PRNGKey(0))
+    except ShapeError as e:  # raised while tracing: drop the note JAX appends
+        raise ShapeError(str(e).splitlines()[0], e.detail) from None
+    if len(out["shape"]) != 1:
+        raise ValueError(f"sequential: {net.name} gives output {out['shape']} per sample for input "
+                         f"{input_shape}; a classifier ends in one score per class, e.g. Affine(10)")
+
+    def init(key):
+        _, params, state = net.init(key, input_shape)
+        return params, state
+
+    def apply(params, state, x, train=False, key=None):
+        y, _, state = net.forward(params, x.reshape((x.shape[0],) + input_shape), state, train=train, key=key)
+        return y, state
+
+    def loss_and_grad(params, state, x, t, key=None):
+        return net_loss_and_grad(net, params, state, x.reshape((x.shape[0],) + input_shape), t, key=key)
+
+    return Model(init, apply, loss_and_grad, input_shape)
+
+
+def net_loss_and_grad(net, params, state, x, t, *, train=True, key=None):
+    """(loss, grads, new state) of a layer stack with SoftmaxWithLoss on top, by hand: `net.forward`,
+    the loss, then `net.backward` from dout = 1 (the book's TwoLayerNet.gradient for any net)."""
+    y, cache, state = net.forward(params, x, state, train=train, key=key)
+    value, c = softmax_with_loss.forward({}, y, t)
+    dy, _ = softmax_with_loss.backward(c, 1.0)
+    _, grads = net.backward(cache, dy)
+    return value, grads, state
