@@ -2,8 +2,9 @@
 `residual` and `concat`, trained with Adam.
 
     python scripts/ch08_resnet.py [--net resnet|inception] [--epochs 5] [--seed 0] [--data-dir DIR]
-    fnnet train --model scripts/ch08_resnet.py:resnet --optimizer adam --epochs 5
-    fnnet eval --params runs/resnet-mnist/params.npz
+    fnnet train --model scripts/ch08_resnet.py:resnet --optimizer adam --epochs 5 \
+        --schedule step --decay-epochs 2
+    fnnet eval --params runs/resnet-mnist/params.npz --model scripts/ch08_resnet.py:resnet
 
 `resnet` (book section 8.2.3): a stem convolution, then three stages of one residual block each
 (two 3x3 convolutions with Batch Normalization, y = relu(F(x) + x)), 16, 32 and 64 channels; max

@@ -349,7 +349,7 @@ def test_a_residual_net_trains_resumes_exactly_and_evaluates_from_the_cli(netfil
     assert set(params) == {f"{n}{i}" for n in ("W", "b") for i in range(1, 7)} | \
         {f"{n}{j}" for n in ("gamma", "beta") for j in range(1, 5)}  # W5: the shortcut; W6: Affine 10
     capsys.readouterr()
-    for extra in ([], ["--model", spec]):
+    for extra in (["--trust-run"], ["--model", spec]):  # the run names code: trusted by name or flag
         assert main(["eval", "--params", "full/params.npz", *extra]) == 0
         assert f"test accuracy {acc:.4f} ({spec} on digits" in capsys.readouterr().out
 
