@@ -40,13 +40,18 @@ def loadavg():
 
 
 def bench_fnnet(name, steps):
+    from fnnet.models import get_model
+
+    return bench_model(get_model(name, (1, 28, 28), 10), steps)
+
+
+def bench_model(model, steps):
+    """Images/s of `steps` Adam training steps of a `fnnet.models.Model` on random 28x28 batches."""
     import jax
     import jax.numpy as jnp
 
     from fnnet import optimizers
-    from fnnet.models import get_model
 
-    model = get_model(name, (1, 28, 28), 10)
     opt = optimizers.adam(0.001)
     params, state = model.init(jax.random.PRNGKey(0))
     opt_state = opt.init(params)
@@ -81,8 +86,6 @@ def bench_torch(name, steps, threads, device="cpu"):
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.manual_seed(0)
     if name == "simple_convnet":
         net = nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
@@ -97,6 +100,16 @@ def bench_torch(name, steps, threads, device="cpu"):
         layers += [nn.Flatten(), nn.Linear(1024, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10),
                    nn.Dropout(0.5)]
         net = nn.Sequential(*layers)
+    return time_torch(net, steps, threads, device)
+
+
+def time_torch(net, steps, threads, device="cpu"):
+    """Images/s of `steps` eager Adam training steps of a torch module on random 28x28 batches."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=0.001)
     lossf = nn.CrossEntropyLoss()

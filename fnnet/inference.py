@@ -12,6 +12,13 @@ network, params.pkl SimpleConvNet and deep_convnet_params.pkl DeepConvNet (recog
 their arrays when `model` is not given). Inputs are 28x28 images (N, 1, 28, 28) float32 in
 [0, 1], flattened for networks that take (784,); a network trained on other inputs (the 8x8
 digits) is refused when it loads.
+
+A run folder is data, never code: a metrics.json that names your own network (path/to/file.py:attr
+or package.module:attr) is not imported unless you name that model (`model=`, `--model`) or pass
+`trust=True` (`--trust-run`); built-in models (`MODELS`) load by themselves. metrics.json is
+checked against bounds (`METRICS_MAX_BYTES` from `stat`, nesting, strings, the configuration's
+sizes, the input shape) before it sizes anything, and a model built from it may not have more
+parameters than its params file has bytes.
 """
 
 from __future__ import annotations
@@ -27,11 +34,27 @@ import numpy as np
 
 from fnnet._docs import document_fields
 
-__all__ = ["Classifier", "load_classifier", "read_run_info", "MODELS", "IMAGE_SHAPE", "METRICS_MAX_BYTES"]
+__all__ = ["Classifier", "load_classifier", "read_run_info", "UntrustedCodeError", "check_param_count",
+           "MODELS", "IMAGE_SHAPE", "METRICS_MAX_BYTES"]
 
 IMAGE_SHAPE = (1, 28, 28)
 CLASSES = 10
-METRICS_MAX_BYTES = 256 * 2**20  # metrics.json: settings and about 20 bytes per training step
+# metrics.json: settings and about 24 bytes per training step (some 700,000 steps), refused from
+# `stat` above this; then at most these many lists and objects, strings and levels of nesting, so
+# that parsing stays within a few times the file's size and never recurses without end.
+METRICS_MAX_BYTES = 16 * 2**20
+METRICS_MAX_CONTAINERS = 10_000
+METRICS_MAX_STRINGS = 100_000
+METRICS_MAX_DEPTH = 32
+METRICS_MAX_CHARS = 4096  # characters of one string (a model spec holds a file's absolute path)
+# Bounds of the configuration a metrics.json gives (run.config) and of its input_shape.
+MAX_UNITS = 2**20  # hidden_size and each of hidden_size_list
+MAX_LAYERS = 100  # entries of hidden_size_list
+MAX_FILTERS = 2**16  # conv_param filter_num
+MAX_FILTER_SIZE = 1024  # conv_param filter_size, pad and stride
+MAX_INPUT_DIMS = 4  # input_shape: at most 4 dimensions
+MAX_INPUT_SIZE = 2**24  # values per sample (the product of input_shape)
+MAX_NAME_CHARS = 64  # run.dataset and the string settings of run.config
 CONV_MODELS = ("simple_convnet", "deep_convnet")
 MODELS = ("two_layer_net", "multi_layer_net", "simple_convnet", "deep_convnet", "three_layer_net")
 BATCH = 500  # images per forward pass: at most two compiled shapes for any number of images
@@ -56,28 +79,162 @@ document_fields(
 )
 
 
+class UntrustedCodeError(ValueError):
+    """A run folder's metrics.json names code (path/to/file.py:attr or package.module:attr) that the
+    caller did not allow: fnnet does not import code because a run folder says so. `metrics_path`
+    and `spec` say which file names which code."""
+
+    def __init__(self, metrics_path: str, spec: str, fn: str = FN):
+        self.metrics_path, self.spec = metrics_path, spec
+        super().__init__(f"{fn}: {metrics_path} names the code {spec}; fnnet does not run code from a run "
+                         f"folder: pass model={spec!r} or trust=True if you trust it")
+
+
+def metrics_path(params_path) -> str:
+    """The metrics.json beside a params file, as `fnnet train` writes it."""
+    return os.path.join(os.path.dirname(os.fspath(params_path)), "metrics.json")
+
+
+def _shown(value) -> str:
+    """A value of a metrics.json, cut short for a one-line message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int_in(value, low: int, high: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{where} must be an integer in {low}..{high:,}, got {_shown(value)}")
+    return value
+
+
+def _check_name(value, where: str, limit: int = MAX_NAME_CHARS) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        raise ValueError(f"{where} must be a printable string of 1..{limit} characters, got {_shown(value)}")
+    return value
+
+
+def _check_config(cfg) -> None:
+    """run.config: the model's keyword arguments; every size within its bound."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"run.config must be an object, got {_shown(cfg)}")
+    for key, v in cfg.items():
+        where = f"run.config.{key}"
+        if key == "hidden_size":
+            _int_in(v, 1, MAX_UNITS, where)
+        elif key == "hidden_size_list":
+            if not isinstance(v, list) or not 1 <= len(v) <= MAX_LAYERS:
+                raise ValueError(f"{where} must be a list of 1..{MAX_LAYERS} sizes, got {_shown(v)}")
+            for i, n in enumerate(v):
+                _int_in(n, 1, MAX_UNITS, f"{where}[{i}]")
+        elif key == "conv_param":
+            if not isinstance(v, dict):
+                raise ValueError(f"{where} must be an object, got {_shown(v)}")
+            for k, n in v.items():
+                low = 0 if k == "pad" else 1
+                _int_in(n, low, MAX_FILTERS if k == "filter_num" else MAX_FILTER_SIZE, f"{where}.{k}")
+        elif isinstance(v, str):
+            _check_name(v, where)
+        elif v is not None and not isinstance(v, (bool, int, float)):
+            raise ValueError(f"{where} must be a number, a string or a boolean, got {_shown(v)}")
+
+
+def _check_shape(shape) -> tuple:
+    where = "input_shape"
+    if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_INPUT_DIMS:
+        raise ValueError(f"{where} must be a list of 1..{MAX_INPUT_DIMS} sizes, got {_shown(shape)}")
+    for i, d in enumerate(shape):
+        _int_in(d, 1, MAX_INPUT_SIZE, f"{where}[{i}]")
+    if math.prod(shape) > MAX_INPUT_SIZE:
+        raise ValueError(f"{where} {shape} holds {math.prod(shape):,} values per sample, more than "
+                         f"{MAX_INPUT_SIZE:,}")
+    return tuple(shape)
+
+
+def _check_nesting(tree) -> None:
+    """Nesting depth and string lengths of a parsed JSON value, without recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > METRICS_MAX_DEPTH:
+            raise ValueError(f"it nests lists and objects deeper than {METRICS_MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((k, depth) for k in node)
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list, str)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list, str)))
+        elif isinstance(node, str) and len(node) > METRICS_MAX_CHARS:
+            raise ValueError(f"it holds a string of {len(node):,} characters, more than "
+                             f"{METRICS_MAX_CHARS:,}")
+
+
+def parse_metrics(data: bytes) -> tuple[dict, tuple | None]:
+    """(run description, input shape or None) of metrics.json's bytes, checked against the bounds
+    above; raises ValueError saying what is out of bounds. Lists, objects and strings are counted
+    in the bytes before they are parsed, so a hostile file cannot fill the memory or the stack."""
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > METRICS_MAX_CONTAINERS:
+        raise ValueError(f"it holds {containers:,} lists and objects, more than {METRICS_MAX_CONTAINERS:,}")
+    if data.count(b'"') > 2 * METRICS_MAX_STRINGS:
+        raise ValueError(f"it holds more than {METRICS_MAX_STRINGS:,} strings")
+    try:
+        metrics = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"it nests lists and objects deeper than {METRICS_MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise ValueError(f"it is not valid JSON ({' '.join(str(e).split())})") from None
+    _check_nesting(metrics)
+    if not isinstance(metrics, dict):
+        raise ValueError(f"it holds {_shown(metrics)}, not an object")
+    run, shape = metrics.get("run"), metrics.get("input_shape")
+    if run is None:
+        run = {}
+    if not isinstance(run, dict):
+        raise ValueError(f"run must be an object, got {_shown(run)}")
+    if run.get("model") is not None:
+        _check_name(run["model"], "run.model", METRICS_MAX_CHARS)
+    if run.get("dataset") is not None:
+        _check_name(run["dataset"], "run.dataset")
+    if run.get("config") is not None:
+        _check_config(run["config"])
+    return run, (None if shape is None else _check_shape(shape))
+
+
 def read_run_info(params_path, *, fn: str = "read_run_info", warn: Callable | None = None):
     """(the run description, the recorded input shape or None) from the metrics.json beside a
-    params file, as `fnnet train` writes it; ({}, None) when there is none. A damaged one is
-    ignored, saying so through `warn("ignoring PATH: reason")` (default: `warnings.warn`)."""
+    params file, as `fnnet train` writes it; ({}, None) when there is none. Only a regular file of
+    at most `METRICS_MAX_BYTES` is read, and its contents must keep the bounds of `parse_metrics`.
+    A damaged or out-of-bounds one raises ValueError (OSError when it cannot be read) naming `fn`;
+    with `warn`, it is ignored instead, saying so through `warn("ignoring PATH: reason")`."""
     from fnnet.io import read_regular
 
-    path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "metrics.json")
+    path = metrics_path(params_path)
     try:
-        metrics = json.loads(read_regular(path, fn=fn, what="run description", max_bytes=METRICS_MAX_BYTES))
-        run, shape = metrics.get("run"), metrics.get("input_shape")
+        data = read_regular(os.path.abspath(path), fn=fn, what="run description", max_bytes=METRICS_MAX_BYTES)
+        return parse_metrics(data)
     except FileNotFoundError:
         return {}, None
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError) as e:
         text = " ".join(str(e).split()) or type(e).__name__
-        if not isinstance(e, (OSError, ValueError)):
-            text = f"{type(e).__name__}: {text}"
-        line = f"ignoring {path}: {text}"
-        (warn or (lambda text: warnings.warn(f"{fn}: {text}", stacklevel=3)))(line)
+        if warn is None:
+            line = text if text.startswith(f"{fn}: ") else f"{fn}: cannot use {path}: {text}"
+            raise (OSError if isinstance(e, OSError) else ValueError)(line) from None
+        warn(f"ignoring {path}: {text.removeprefix(f'{fn}: ')}")
         return {}, None
-    if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
-        shape = None
-    return (run if isinstance(run, dict) else {}), shape
+
+
+def check_param_count(shapes, path, *, fn: str, what: str) -> None:
+    """Refuse, before anything is allocated, a model whose parameters (`shapes`: a pytree of arrays
+    or `jax.ShapeDtypeStruct`s, e.g. from `jax.eval_shape(model.init, key)`) outnumber the bytes of
+    the file `path` that should hold them: each parameter takes at least one byte there, so a
+    metrics.json (or an option) describing a larger network is wrong, and building it would only
+    fill the memory. Raises ValueError naming `fn`, the file and `what` (the model)."""
+    import jax
+
+    count = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+    size = os.stat(path).st_size
+    if count > size:
+        raise ValueError(f"{fn}: {path} holds {size:,} bytes, too few for the {count:,} parameters of "
+                         f"{what}; the run's metrics.json (or the options) describes another network")
 
 
 def _check_images(images) -> np.ndarray:
@@ -100,8 +257,9 @@ def _batched(f):
     return run
 
 
-def _guess_model(params: dict, path: str) -> str:
-    """The book's network that a pickled dict of arrays belongs to, from its names and shapes."""
+def guess_model(params: dict, path: str, fn: str = FN) -> str:
+    """The book's network that a pickled dict of arrays belongs to, from its names and shapes (a
+    pickle is never read with a metrics.json that happens to lie beside it)."""
     w1 = params.get("W1")
     ndim = getattr(w1, "ndim", 0)
     if ndim == 2 and "W3" in params and "W4" not in params:
@@ -110,11 +268,11 @@ def _guess_model(params: dict, path: str) -> str:
         return "deep_convnet"
     if ndim == 4 and "W3" in params and "W4" not in params:
         return "simple_convnet"
-    raise ValueError(f"{FN}: cannot tell which network {path} holds (arrays {', '.join(sorted(params))}); "
+    raise ValueError(f"{fn}: cannot tell which network {path} holds (arrays {', '.join(sorted(params))}); "
                      f"pass model= one of {', '.join(MODELS)} (--model)")
 
 
-def _config_from_shapes(name: str, params: dict) -> dict:
+def config_from_shapes(name: str, params: dict) -> dict:
     """The configuration of the book's pickled weights, read from their shapes."""
     shape = {k: tuple(np.shape(v)) for k, v in params.items()}
     try:
@@ -186,15 +344,18 @@ def _net(name: str, cfg: dict):
     return None
 
 
-def load_classifier(path, model: str | None = None) -> Classifier:
+def load_classifier(path, model: str | None = None, *, trust: bool = False) -> Classifier:
     """The trained network in `path` as a `Classifier` of 28x28 digits.
 
     path: a run's params.npz or .ckpt (the model, configuration and input shape come from the
     metrics.json beside it), or one of the book's pickles (sample_weight.pkl, params.pkl,
     deep_convnet_params.pkl). model: one of `MODELS` or your own network as package.module:attr or
     path/to/file.py:attr; by default the run's recorded model, or for a pickle the book's network
-    its arrays fit. Raises ValueError (one line) for parameters that do not fit the model or do
-    not take 28x28 images, OSError for a file that cannot be read.
+    its arrays fit. trust: import the code that the run's metrics.json names (your own network);
+    without it, or the same spec as `model`, such a run raises `UntrustedCodeError`. Raises
+    ValueError (one line) for parameters that do not fit the model or do not take 28x28 images, or
+    a metrics.json out of bounds; FileNotFoundError (`no such file`) or OSError for a file that
+    cannot be read.
     """
     import jax
 
@@ -208,26 +369,33 @@ def load_classifier(path, model: str | None = None) -> Classifier:
     if model is not None and model not in MODELS and not is_spec(model):
         raise ValueError(f"{FN}: unknown model {model!r}; choose one of {', '.join(MODELS)}, or name your "
                          "own network as package.module:attr or path/to/file.py:attr")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{FN}: no such file: {path}")
     pickled = path.endswith(".pkl")
-    run, recorded_shape = ({}, None) if pickled else read_run_info(path, fn=FN)
-    cfg = {}
+    cfg, run, recorded_shape = {}, {}, None
     if pickled:
         loaded = load_params(path)
         if not isinstance(loaded, dict):
             raise ValueError(f"{FN}: {path} holds a {type(loaded).__name__}, not a dict of named arrays")
-        name = model or _guess_model(loaded, path)
-        cfg = _config_from_shapes(name, loaded)
+        name = model or guess_model(loaded, path)
+        cfg = config_from_shapes(name, loaded)
     else:
+        ignore = lambda line: warnings.warn(f"{FN}: {line}", stacklevel=3)  # noqa: E731
+        run, recorded_shape = read_run_info(path, fn=FN, warn=None if model is None else ignore)
         recorded = run.get("model")
         name = model or recorded
         if not isinstance(name, str):
             raise ValueError(f"{FN}: no metrics.json beside {path} says which network it holds; pass "
                              f"model= one of {', '.join(MODELS)} (--model)")
+        if model is None and is_spec(name) and not trust:
+            raise UntrustedCodeError(metrics_path(path), name)
         if name == recorded and isinstance(run.get("config"), dict):
             cfg = run["config"]
     if name == "three_layer_net":
         return _three_layer_net(path)
-    same_run = name == run.get("model")
+    recorded = run.get("model")
+    same_run = isinstance(recorded, str) and (name == recorded or is_spec(name) and is_spec(recorded)
+                                              and normalize_spec(name) == normalize_spec(recorded))
     if is_spec(name):
         model_obj = load_model(normalize_spec(name), recorded_shape if same_run and recorded_shape
                                else IMAGE_SHAPE, CLASSES)
@@ -248,8 +416,9 @@ def load_classifier(path, model: str | None = None) -> Classifier:
         raise ValueError(f"{FN}: {path}: {name} takes inputs of shape {in_shape}{where}, but digits are "
                          "prepared as 28x28 images; use a network trained on MNIST")
     # zeros of the shapes init would give: a template for the loaded arrays, without compiling init
-    params, state = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype),
-                                           jax.eval_shape(model_obj.init, jax.random.PRNGKey(0)))
+    shapes = jax.eval_shape(model_obj.init, jax.random.PRNGKey(0))
+    check_param_count(shapes[0], path, fn=FN, what=f"{name}{' ' + str(cfg) if cfg else ''}")
+    params, state = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes)
     out = jax.eval_shape(lambda p, s, x: model_obj.apply(p, s, x)[0], params, state,
                          jax.ShapeDtypeStruct((1,) + in_shape, np.float32))
     if out.shape != (1, CLASSES):

@@ -175,11 +175,24 @@ def read_regular(path, *, fn: str, what: str = "file", max_bytes: int | None = N
     more than the cap even if the file grows meanwhile."""
     f, size = open_regular(path, fn=fn, what=what, max_bytes=max_bytes)
     with f:
-        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        data = f.read() if max_bytes is None else read_capped(f, max_bytes)
     if max_bytes is not None and len(data) > max_bytes:
         raise TooLargeError(f"{fn}: {what} {os.fspath(path)} grew past the {max_bytes:,} bytes allowed while "
                             "it was read; refusing it")
     return data
+
+
+def read_capped(f, max_bytes: int, chunk: int = 2**20) -> bytes:
+    """At most max_bytes + 1 bytes of a binary file object, read in chunks: `f.read(n)` would
+    reserve n bytes up front however small the file, which a memory limit refuses for a large cap."""
+    parts, left = [], max_bytes + 1
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def check_npz_members(source, *, fn: str, what: str, max_bytes: int) -> None:
@@ -360,7 +373,7 @@ def load_params(path, max_bytes: int = MAX_PARAMS_BYTES):
         head = f.read(2)
         f.seek(0)
         if head == ZIP_MAGIC:
-            data = f.read(max_bytes + 1)
+            data = read_capped(f, max_bytes)
         else:
             try:
                 obj = safe_load_pickle(f)

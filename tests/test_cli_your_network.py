@@ -1,4 +1,5 @@
-"""`fnnet train --model file.py:attr` / `module:attr` and `fnnet eval` on a network of your own."""
+"""`fnnet train --model file.py:attr` / `module:attr` and `fnnet eval` on a network of your own (the
+run's code runs only with --trust-run or the same --model)."""
 
 import json
 
@@ -38,7 +39,11 @@ def test_train_and_eval_your_network_from_a_file(netfile, capsys):
     assert metrics["run"]["model"] == f"{netfile}:small" and metrics["input_shape"] == [1, 8, 8]
     acc = metrics["final_test_acc"]
     capsys.readouterr()
-    assert main(["eval", "--params", "a/params.npz"]) == 0  # model, data set and input shape from the run
+    assert main(["eval", "--params", "a/params.npz"]) == 1  # a run folder's code runs only when trusted
+    assert f"names the code {netfile}:small; fnnet does not run code" in capsys.readouterr().err
+    assert main(["eval", "--params", "a/params.npz", "--trust-run"]) == 0  # model, data set, input shape
+    assert f"test accuracy {acc:.4f} ({netfile}:small on digits" in capsys.readouterr().out
+    assert main(["eval", "--params", "a/params.npz", "--model", "mynet.py:small"]) == 0  # named: the same
     assert f"test accuracy {acc:.4f} ({netfile}:small on digits" in capsys.readouterr().out
 
 
@@ -46,7 +51,7 @@ def test_train_a_function_returning_a_model_by_module_name(netfile, capsys):
     assert _train("--model", "mynet:build") == 0
     assert (netfile.parent / "runs" / "build-digits" / "params.npz").is_file()
     capsys.readouterr()
-    assert main(["eval", "--params", "runs/build-digits/params.npz"]) == 0
+    assert main(["eval", "--params", "runs/build-digits/params.npz", "--trust-run"]) == 0
     assert "(mynet:build on digits" in capsys.readouterr().out
 
 

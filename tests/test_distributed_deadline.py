@@ -217,5 +217,9 @@ def test_an_error_from_jax_becomes_one_line(monkeypatch):
         f"initialize: jax.distributed.initialize failed with the coordinator {coordinator} "
         "(this is process 0 of 1): UNKNOWN: Failed to start RPC server"
     )
-    assert seen == {"args": (coordinator, 1, 0), "kwargs": {"initialization_timeout": 7}}
+    # JAX's own timeouts come after fnnet's; its service listens where the handshake did
+    later = 7 + distributed.JAX_INIT_GRACE_S
+    assert seen == {"args": (coordinator, 1, 0), "kwargs": {
+        "initialization_timeout": later, "heartbeat_timeout_seconds": max(distributed.JAX_HEARTBEAT_S, later),
+        "coordinator_bind_address": coordinator}}
     assert isinstance(info.value, RuntimeError)

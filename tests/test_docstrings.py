@@ -120,7 +120,7 @@ def test_the_walk_sees_the_layers_the_models_and_the_optimizers():
             "fnnet.schedules"} <= set(MODULES)
     layers = [n for n in public_names(fnnet.layers) if isinstance(getattr(fnnet.layers, n), Layer)]
     assert set(layers) == {"mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "batch_norm",
-                           "dropout", "convolution", "pooling"}
+                           "dropout", "convolution", "pooling", "global_average_pooling"}
     assert sum(len(public_names(importlib.import_module(m))) for m in MODULES) > 150
 
 

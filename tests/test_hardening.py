@@ -399,7 +399,7 @@ def test_the_digits_fallback_tells_the_truth_about_fnnet_data_dir(tmp_path, monk
         monkeypatch.setenv("FNNET_DATA_DIR", str(empty))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("FNNET_MNIST_MIRRORS", (tmp_path / "no-mirror").as_uri())
-    assert main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert main(["train", "--epochs", "1", "--no-progress", "--verbose", "--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     first, *causes = captured.err.splitlines()[:7]
     want = (f"FNNET_DATA_DIR={empty}: no train-images-idx3-ubyte" if setting == "empty-folder"

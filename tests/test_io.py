@@ -214,3 +214,15 @@ def test_ch03_inference_accuracy(mnist_dir, book_weights_dir, tmp_path, monkeypa
 
     img = matplotlib.image.imread(out["png"])
     assert img.shape[:2] == (28, 28) and img[..., 0].max() > img[..., 0].min()
+
+
+def test_load_params_of_a_small_file_fits_a_small_memory_limit(tmp_path):
+    """load_params reads in chunks up to its cap: one read of cap + 1 bytes would reserve 2 GiB
+    up front, which a process limited to 1.5 GiB of address space refuses (MemoryError)."""
+    path = tmp_path / "p.npz"
+    np.savez(path, W1=np.ones(3))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000)); "
+            "from fnnet.io import load_params; print(load_params(sys.argv[1])['W1'].sum())")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "3.0"

@@ -208,5 +208,5 @@ def test_builtin_models_equal_the_books_hand_chains(dtype):
 
 @pytest.mark.pages
 def test_the_docs_page_runs_and_prints_what_it_shows():
-    for printed, shown in printed_and_shown(DOCS / "your_own_network.md", 5):
+    for printed, shown in printed_and_shown(DOCS / "your_own_network.md", 7):
         assert printed == shown

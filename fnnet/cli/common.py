@@ -134,6 +134,29 @@ def add_model_args(p):
     add_debug(p)
 
 
+def add_trust_run(p, what="the run"):
+    """--trust-run (eval, predict, draw): import the code that a run's metrics.json names."""
+    p.add_argument("--trust-run", action="store_true",
+                   help=f"import and run the code (your own network, FILE.py:ATTR or MODULE:ATTR) that "
+                   f"{what}'s metrics.json names; without it fnnet runs no code from a run folder (--model "
+                   "FILE.py:ATTR names the code yourself)")
+
+
+def untrusted_line(metrics_path: str, spec: str) -> str:
+    """The refusal of code that a run's metrics.json names (`UntrustedCodeError`), in the command
+    line's words."""
+    import shlex
+
+    return (f"{metrics_path} names the code {spec}; fnnet does not run code from a run folder: pass "
+            f"--model {shlex.quote(spec)} or --trust-run if you trust it")
+
+
+def check_params_file(path) -> None:
+    """Say `no such file: PATH` before anything else is read (or blamed on a missing metrics.json)."""
+    if not os.path.exists(path):
+        raise DataError(f"no such file: {path}")
+
+
 def normalize_model(args) -> None:
     """Your own network's file path made absolute in args.model, so a run's record works anywhere."""
     if args.model and ":" in args.model:
@@ -203,7 +226,9 @@ def _tried(e) -> list:
 
 def load_data(args, say, warn):
     """(dataset name, data). Without --dataset and --data-dir, MNIST falls back to the digits,
-    saying why on stderr (`warn`)."""
+    saying why and how to get MNIST in two lines on stderr (`warn`); every place tried too when
+    args.verbose (a command with --verbose: train). The download's progress bars follow
+    args.progress (--progress / --no-progress; by default bars only on a terminal)."""
     from fnnet import datasets
 
     explicit = args.dataset is not None or args.data_dir is not None
@@ -211,7 +236,9 @@ def load_data(args, say, warn):
     try:
         if name == "digits":
             return name, datasets.load_digits()
-        return name, datasets.load_mnist(data_dir=args.data_dir)
+        progress = getattr(args, "progress", None)
+        return name, datasets.load_mnist(data_dir=args.data_dir,
+                                         progress=interactive() if progress is None else progress)
     except datasets.MNISTNotFoundError as e:
         tried = _tried(e)
         if explicit:
@@ -219,15 +246,24 @@ def load_data(args, say, warn):
                             "or --data-dir to a folder with them, allow a download, or try --dataset digits "
                             "(bundled, offline). Tried, in order:", tried) from None
         env = next((t for t in tried if t.startswith("FNNET_DATA_DIR")), None)
+        verbose = getattr(args, "verbose", False)
         warn(f"fnnet: MNIST is not available ({env or 'FNNET_DATA_DIR: not set'}; no verified copy "
-             "elsewhere), so this run uses the bundled 8x8 digits; for MNIST set "
-             "FNNET_DATA_DIR=/path/to/mnist or go online, and pass --dataset mnist to require it. "
-             "Tried, in order:")
-        for t in tried:
+             f"elsewhere), so this run uses the bundled 8x8 digits.{' Tried, in order:' if verbose else ''}")
+        for t in tried if verbose else ():
             warn(f"  - {t}")
+        more = ", --verbose lists the places tried." if hasattr(args, "verbose") and not verbose else "."
+        warn("fnnet: for MNIST, set FNNET_DATA_DIR to a folder with its four files or run once online "
+             f"(it is downloaded to {datasets.default_cache_dir()}); --dataset mnist requires it{more}")
         return "digits", datasets.load_digits()
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load {name}: {str(e).splitlines()[0]}") from None
+
+
+def interactive() -> bool:
+    """Whether progress bars help: stdout and stderr (where tqdm draws) are both terminals. In a
+    log file or a pipe every frame of a bar would stay, so the epoch lines are all there is."""
+    return all(stream is not None and hasattr(stream, "isatty") and stream.isatty()
+               for stream in (sys.stdout, sys.stderr))
 
 
 def printer(stream=None):

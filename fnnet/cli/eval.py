@@ -5,13 +5,17 @@ from __future__ import annotations
 import sys
 
 from fnnet.cli.common import (
+    DATASETS,
     DataError,
     add_model_args,
+    add_trust_run,
     build_model,
+    check_params_file,
     load_data,
     model_config,
     normalize_model,
     printer,
+    untrusted_line,
 )
 from fnnet.models import MODEL_NAMES
 
@@ -25,6 +29,7 @@ def add_parser(sub):
         "checkpoint, or the book's .pkl (sample_weight.pkl: the chapter 3 network)",
     )
     add_model_args(e)
+    add_trust_run(e)
     return e
 
 
@@ -37,44 +42,68 @@ def _eval_three_layer_net(path, x, t):
     return batched_accuracy(lambda xb: three_layer_net.predict(params, xb), x, t, batch_size=1000)
 
 
+def _run_info(args, path):
+    """(run description, recorded input shape) from the metrics.json beside a run's file: refused
+    when damaged (ignored, with a warning, when --model is given), when it names code without
+    --trust-run, or a model or data set that fnnet eval cannot rebuild or load."""
+    from fnnet.inference import metrics_path, read_run_info
+    from fnnet.models.user import is_spec
+
+    warn = (lambda line: print(f"fnnet eval: warning: {line}", file=sys.stderr)) if args.model else None
+    run_info, shape = read_run_info(path, fn="fnnet eval", warn=warn)
+    recorded = run_info.get("model") if args.model is None else None
+    if recorded is not None and is_spec(recorded) and not args.trust_run:
+        raise DataError(untrusted_line(metrics_path(path), recorded))
+    if recorded is not None and recorded not in MODEL_NAMES and not is_spec(recorded):
+        raise DataError(f"{path} was trained on the model {recorded!r}, which fnnet cannot rebuild by name; "
+                        "pass --model package.module:attr or path/to/file.py:attr naming that network")
+    dataset = run_info.get("dataset")
+    if args.dataset is None and dataset is not None and dataset not in DATASETS:
+        raise DataError(f"{path}: its run was trained on {dataset!r}, not a data set fnnet eval loads; pass "
+                        f"--dataset ({' or '.join(DATASETS)})")
+    return run_info, shape
+
+
 def run(args, parser) -> int:
     """Print the test accuracy of --params on the data set it was trained on."""
     import jax
 
-    from fnnet.inference import read_run_info
+    from fnnet.inference import check_param_count, config_from_shapes, guess_model
     from fnnet.io import load_params
+    from fnnet.models.user import is_spec, normalize_spec
     from fnnet.training import CheckpointError, evaluate, load_run_params
 
     path = args.params
-    run_info, recorded_shape = read_run_info(
-        path, fn="fnnet eval", warn=lambda line: print(f"fnnet eval: warning: {line}", file=sys.stderr))
-    chapter3 = False
-    if path.endswith(".pkl") and args.model is None:
+    check_params_file(path)
+    if path.endswith(".pkl"):  # the book's weights: the network their own arrays fit, on MNIST
         loaded = load_params(path)
-        chapter3 = isinstance(loaded, dict) and "W3" in loaded and "W4" not in loaded \
-            and getattr(loaded.get("W1"), "ndim", 0) == 2
-    recorded = run_info.get("model")
-    if args.model is None and isinstance(recorded, str) and recorded not in MODEL_NAMES \
-            and ":" not in recorded:
-        raise DataError(f"{path} was trained on the model {recorded!r}, which fnnet cannot rebuild by name; "
-                        "pass --model package.module:attr or path/to/file.py:attr naming that network")
-    args.model = args.model or recorded or "two_layer_net"
+        args.model = args.model or guess_model(loaded, path, fn="fnnet eval")
+        run_info, recorded_shape, cfg = {}, None, config_from_shapes(args.model, loaded)
+        args.dataset = args.dataset or "mnist"
+    else:
+        run_info, recorded_shape = _run_info(args, path)
+        args.model = args.model or run_info.get("model") or "two_layer_net"
+        args.dataset = args.dataset or run_info.get("dataset")
+        cfg = None
     normalize_model(args)
-    args.dataset = args.dataset or run_info.get("dataset")
-    if path.endswith(".pkl") and not args.dataset:
-        args.dataset = "mnist"
+    recorded = run_info.get("model")
+    if isinstance(recorded, str) and is_spec(recorded):
+        recorded = normalize_spec(recorded)  # as args.model: your own network's file by its absolute path
+    if cfg is None and recorded == args.model:
+        cfg = run_info.get("config")
     dataset, (_, (x, t)) = load_data(args, printer(sys.stderr), printer(sys.stderr))
-    if chapter3:
+    if args.model == "three_layer_net":
         acc = _eval_three_layer_net(path, x.reshape(len(x), -1), t)
         print(f"test accuracy {acc:.4f} (the chapter 3 network on {dataset}, {len(x)} test images, {path})")
         return 0
-    shaped = args.hidden is not None or args.batchnorm or args.dropout is not None
-    cfg = run_info.get("config")
-    if shaped or run_info.get("model") != args.model or not isinstance(cfg, dict):
+    if args.hidden is not None or args.batchnorm or args.dropout is not None or not isinstance(cfg, dict):
         cfg = model_config(args, parser)
-    same_run = run_info.get("model") == args.model and run_info.get("dataset") == dataset
+    same_run = recorded == args.model and run_info.get("dataset") == dataset
     model = build_model(args.model, cfg, dataset, parser, recorded_shape if same_run else None)
-    params, state = model.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(0)
+    what = f"{args.model}{' ' + str(cfg) if cfg else ''} for input {tuple(model.input_shape)}"
+    check_param_count(jax.eval_shape(model.init, key)[0], path, fn="fnnet eval", what=what)
+    params, state = model.init(key)
     try:
         params, state = load_run_params(path, params, state, fn="fnnet eval")
     except CheckpointError:

@@ -4,8 +4,8 @@
     seven.png: 7 (p=0.97)  next: 1 0.02, 9 0.01
 
 Each image is prepared as MNIST's digits were (`fnnet.datasets.prepare_digit`) before the
-network sees it. A file that cannot be used is one line on stderr; the others are still
-predicted, and the exit status is 1.
+network sees it. A file that cannot be used (unreadable, truncated, NaN or out-of-range pixels,
+no digit) is one line on stderr; the others are still predicted, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ import json
 import os
 import sys
 
-from fnnet.cli.common import add_debug, model_type, one_line
+from fnnet.cli.common import (
+    DataError,
+    add_debug,
+    add_trust_run,
+    check_params_file,
+    model_type,
+    one_line,
+    untrusted_line,
+)
 
 MAX_SHOWN = 50  # --show draws at most this many images (one row each)
 THUMB = 140  # --show: the input is drawn from a copy at most this many pixels on a side
@@ -41,11 +49,12 @@ def add_parser(sub):
                    "sample_weight.pkl, params.pkl or deep_convnet_params.pkl")
     p.add_argument("--model", type=_model, default=None, metavar="NAME|MODULE:ATTR|FILE.py:ATTR",
                    help="the network (default: the run's, or for the book's .pkl the one its arrays fit)")
+    add_trust_run(p)
     p.add_argument("--json", action="store_true",
                    help='print [{"image": PATH, "label": D, "probabilities": [10 floats]}, ...] instead')
     p.add_argument("--show", default=None, metavar="OUT.png",
                    help=f"write a figure: each input, its 28x28 preparation and the probabilities "
-                   f"(the first {MAX_SHOWN} images)")
+                   f"(the first {MAX_SHOWN} images); not one of the images")
     add_debug(p)
     return p
 
@@ -97,25 +106,53 @@ def save_predictions_figure(rows, path) -> None:
     save_figure(fig, path)
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same real path, or the same inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def classifier_for(params, model, trust: bool):
+    """`load_classifier` for predict and draw: --params checked first, refused code in CLI words."""
+    from fnnet.inference import UntrustedCodeError, load_classifier
+
+    check_params_file(params)
+    try:
+        return load_classifier(params, model, trust=trust)
+    except UntrustedCodeError as e:
+        raise DataError(untrusted_line(e.metrics_path, e.spec)) from None
+
+
 def run(args, parser) -> int:
     """Print one line (or a JSON entry) per image; 1 when an image could not be used."""
     import numpy as np
 
     from fnnet.datasets.digit_image import prepare_grey, read_grey
-    from fnnet.inference import load_classifier
 
     if args.show is not None:
         folder = os.path.dirname(os.path.abspath(args.show))
         if not os.path.isdir(folder):
             raise ValueError(f"--show {args.show}: no folder {folder}")
-    classifier = load_classifier(args.params, args.model)
+        inputs = [name for name in args.images if _same_file(args.show, name)]
+        if inputs:
+            raise ValueError(f"--show {args.show} is the input image {inputs[0]}: the figure would overwrite "
+                             "it; choose another file")
+    classifier = classifier_for(args.params, args.model, args.trust_run)
     names, prepared, thumbs, failed = [], [], [], 0
     for name in args.images:
         try:
             grey = read_grey(name)
             prepared.append(prepare_grey(grey, name))
-        except (OSError, ValueError) as e:
-            print(f"fnnet predict: error: {one_line(e)}", file=sys.stderr, flush=True)
+        except Exception as e:  # one image that cannot be used must not cost the others their answers
+            ours = isinstance(e, (OSError, ValueError))  # prepare_digit's messages name the file
+            if args.debug and not ours:
+                raise
+            line = one_line(e) if ours else f"{name}: {one_line(e)} (--debug shows the traceback)"
+            print(f"fnnet predict: error: {line}", file=sys.stderr, flush=True)
             failed += 1
             continue
         names.append(name)

@@ -13,6 +13,7 @@ from fnnet.cli.common import (
     build_model,
     float_type,
     int_list,
+    interactive,
     load_data,
     model_config,
     nonneg_int,
@@ -85,7 +86,13 @@ def add_parser(sub):
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out")
     mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bars = t.add_mutually_exclusive_group()
+    bars.add_argument("--progress", action="store_true", default=None,
+                      help="progress bars even when the output is not a terminal (default: bars on a "
+                      "terminal, else one line per epoch)")
+    bars.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    t.add_argument("--verbose", action="store_true",
+                   help="say every place tried for MNIST when the run falls back to the digits")
     d = t.add_argument_group("many devices and hosts (fnnet.distributed)")
     d.add_argument("--devices", type=_devices, default=None, metavar="N|all",
                    help="split every batch over N local devices, or all (default: 1; with several "
@@ -97,8 +104,8 @@ def add_parser(sub):
     d.add_argument("--process-id", type=nonneg_int, default=None, metavar="I",
                    help="this process's index, 0 to N-1 ($FNNET_PROCESS_ID)")
     d.add_argument("--init-timeout", type=positive_int, default=None, metavar="SECONDS",
-                   help="give up when not every process has joined within this time ($FNNET_INIT_TIMEOUT, "
-                   "default 60)")
+                   help="the longest a process waits for the others: to join, when one is silent, at the "
+                   "end ($FNNET_INIT_TIMEOUT, default 60)")
     return t
 
 
@@ -198,7 +205,8 @@ def run(args, parser) -> int:
     result = fit(
         model, optimizer, train, test, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
         out_dir=out, resume=args.resume, overwrite=args.overwrite, augment=augment,
-        progress=not args.no_progress, log=say, info=info, devices=None if devices == 1 else devices,
+        progress=interactive() if args.progress is None else args.progress, log=say, info=info,
+        devices=None if devices == 1 else devices,
     )
     acc = result.history["test_acc"][-1] if result.history["test_acc"] else float("nan")
     say(f"test accuracy {acc:.4f}; wrote metrics.json, curves.png, params.npz and checkpoints to {out}")

@@ -16,19 +16,30 @@ network trained on MNIST gets it wrong. MNIST's digits were made this way, and s
 Pictures more than `WORK_SIDE` pixels on a side are first reduced (box filter), which keeps the
 memory of a 40-megapixel photo small. Untrusted input is bounded before it is decoded: a file
 must be a regular file of at most `MAX_FILE_BYTES`, and an image of more than `MAX_PIXELS`
-pixels is refused from its header (Pillow opens lazily), so a decompression bomb never expands.
-Every refusal is a ValueError of one line naming the input.
+pixels (or the `max_pixels` given) is refused from its header (Pillow opens lazily), so a
+decompression bomb never expands. Data that does not fill the size its header declares is
+refused, not decoded with the rest made up: Pillow's `LOAD_TRUNCATED_IMAGES` must be off, and a
+JPEG, which libjpeg would otherwise pad with grey after an early end marker, must hold at least a
+bit per 8x8 block and, with a single scan, is decoded without its end marker so that missing data
+is an error. Pixels that are NaN, infinite or outside the range of their format are refused.
+Every refusal is a ValueError of one line naming the input (`fnnet.io.TooLargeError` for the
+size caps).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
+import struct
 import warnings
 
 import numpy as np
 
-__all__ = ["prepare_digit", "read_grey", "prepare_grey", "MAX_PIXELS", "MAX_FILE_BYTES"]
+from fnnet.io import TooLargeError
+
+__all__ = ["prepare_digit", "read_grey", "prepare_grey", "image_size", "MAX_PIXELS", "MAX_FILE_BYTES"]
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: a phone photo; larger images are refused before decoding
 MAX_FILE_BYTES = 50 * 2**20  # an image file larger than 50 MiB is refused before it is read
@@ -40,6 +51,9 @@ MIN_CONTRAST = 0.1  # ink less than this much brighter than the background is no
 BORDER = 0.02  # the border whose median is the background: 2% of the shorter side, at least 1 px
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 FN = "prepare_digit"
+JPEG_HUFFMAN = (0xC0, 0xC1, 0xC2, 0xC3)  # frame markers: baseline, sequential, progressive, lossless
+JPEG_PAD = 32  # zero bytes after a single-scan JPEG's data: libjpeg's read-ahead ends in data, not a marker
+_JPEG_DATA_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # a marker; FF00 (stuffing) and RSTn are data
 
 
 def _describe(image) -> str:
@@ -53,36 +67,115 @@ def _describe(image) -> str:
     return f"<{type(image).__name__} of shape {np.shape(image)}>"
 
 
-def _check_pixels(width: int, height: int, name: str) -> None:
-    if width * height > MAX_PIXELS:
-        raise ValueError(f"{FN}: image {name} is {width}x{height} = {width * height:,} pixels, more than the "
-                         f"{MAX_PIXELS:,} pixels allowed; refusing to decode it")
+def _check_pixels(width: int, height: int, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    if width * height > max_pixels:
+        raise TooLargeError(f"{FN}: image {name} is {width}x{height} = {width * height:,} pixels, more than "
+                            f"the {max_pixels:,} pixels allowed; refusing to decode it")
     if width < 1 or height < 1:
         raise ValueError(f"{FN}: image {name} is empty ({width}x{height} pixels)")
 
 
-def _open(data: bytes, name: str):
-    """A decoded PIL image from encoded bytes; its size is checked from the header first."""
-    from PIL import Image, ImageOps
+def _header(data: bytes, name: str, max_pixels: int):
+    """A lazily opened PIL image (only its header read), its size checked against `max_pixels`."""
+    from PIL import Image, ImageFile
 
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ValueError(f"{FN}: PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on, so a truncated image {name} "
+                         "would be decoded with made-up pixels; turn it off")
     try:
         with warnings.catch_warnings():  # Pillow's own bomb warning: the cap below refuses earlier
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        raise ValueError(f"{FN}: image {name} has more than the {MAX_PIXELS:,} pixels allowed (Pillow: "
-                         f"{' '.join(str(e).split())}); refusing to decode it") from None
+        raise TooLargeError(f"{FN}: image {name} has more than the {max_pixels:,} pixels allowed (Pillow: "
+                            f"{' '.join(str(e).split())}); refusing to decode it") from None
     except Image.UnidentifiedImageError:
         raise ValueError(f"{FN}: {name} is not an image Pillow can read (no format it knows)") from None
     except Exception as e:  # Pillow's plugins raise many kinds on bad headers
         raise ValueError(f"{FN}: {name} is not an image Pillow can read "
                          f"({type(e).__name__}: {' '.join(str(e).split())})") from None
-    _check_pixels(*img.size, name)
+    _check_pixels(*img.size, name, max_pixels)
+    return img
+
+
+def image_size(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) that encoded image bytes declare, read from the header alone, nothing
+    decoded; TooLargeError (a ValueError) above `max_pixels`, ValueError for what is no image."""
+    return _header(bytes(data), _describe(data), max_pixels).size
+
+
+def _jpeg_layout(data: bytes):
+    """(SOF marker, width, height, [(H, V) sampling per component], [(components, data start, end)
+    per scan]) from a JPEG's marker segments, or None when there is no frame or scan."""
+    frame, scans, pos = None, [], 2
+    while True:
+        pos = data.find(b"\xff", pos)
+        while 0 <= pos < len(data) - 1 and data[pos + 1] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos < 0 or pos + 4 > len(data) or data[pos + 1] == 0xD9:  # the end, or the end marker
+            break
+        marker = data[pos + 1]
+        if marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        segment = data[pos + 4:pos + 2 + length]
+        pos += 2 + length
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and len(segment) >= 6:
+            _, height, width, count = struct.unpack(">BHHB", segment[:6])
+            frame = marker, width, height, [(b >> 4, b & 15) for b in segment[7:6 + 3 * count:3]]
+        elif marker == 0xDA and segment:
+            match = _JPEG_DATA_END.search(data, pos)
+            end = match.start() if match else len(data)
+            scans.append((segment[0], pos, end))
+            pos = end
+    return None if frame is None or not scans else (*frame, scans)
+
+
+def _checked_jpeg(data: bytes, name: str) -> bytes:
+    """The JPEG `data` to decode, refused when its coded data cannot fill the size it declares.
+
+    libjpeg pads a scan that ends early at a marker with grey and says nothing, so a 280x280 JPEG
+    whose header claims 6000x6000 decodes to a grey picture. Every 8x8 block of a Huffman-coded
+    JPEG takes at least one bit, which bounds the data needed; and a single-scan JPEG is decoded
+    without its end marker (with a few zero bytes after its data for libjpeg's read-ahead), so
+    that data ending early is a truncation error instead of grey."""
+    layout = _jpeg_layout(data)
+    if layout is None or layout[0] not in JPEG_HUFFMAN:
+        return data
+    sof, width, height, sampling, scans = layout
+    if not sampling or min(min(hv) for hv in sampling) < 1:
+        return data
+    h_max, v_max = max(h for h, _ in sampling), max(v for _, v in sampling)
+    blocks = max(math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8)
+                 for h, v in sampling)
+    coded = sum(end - start for _, start, end in scans)
+    if 8 * coded < blocks:
+        raise ValueError(f"{FN}: image {name} declares {width}x{height} pixels but holds {coded:,} bytes of "
+                         f"JPEG data, less than the {-(-blocks // 8):,} its {blocks:,} 8x8 blocks need; "
+                         "truncated or its header altered")
+    if sof in (0xC0, 0xC1) and len(scans) == 1 and scans[0][0] == len(sampling):
+        return data[:scans[0][2]] + bytes(JPEG_PAD)
+    return data
+
+
+def _open(data: bytes, name: str, max_pixels: int = MAX_PIXELS):
+    """A decoded PIL image from encoded bytes; its size is checked from the header first, and
+    data that does not fill that size is refused."""
+    from PIL import ImageOps
+
+    img = _header(data, name, max_pixels)
+    if img.format in ("JPEG", "MPO"):
+        img = _header(_checked_jpeg(data, name), name, max_pixels)
+    width, height = img.size
     try:
         img.draft(None, (WORK_SIDE, WORK_SIDE))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale when that is enough
         img.load()
         return ImageOps.exif_transpose(img)
     except Exception as e:  # truncated or corrupt data
+        if isinstance(e, OSError) and "truncated" in str(e):
+            raise ValueError(f"{FN}: cannot decode image {name}: it is truncated, its data ends before the "
+                             f"{width}x{height} pixels its header declares") from None
         raise ValueError(f"{FN}: cannot decode image {name} ({type(e).__name__}: "
                          f"{' '.join(str(e).split())})") from None
 
@@ -101,12 +194,29 @@ def _read_file(path, name: str) -> bytes:
         raise ValueError(f"{FN}: cannot read image {name}: {reason}") from None
 
 
-def _pil_to_array(img, name: str) -> np.ndarray:
-    """A PIL image as float32 (H, W), (H, W, 3) or (H, W, 4) in [0, 1]."""
-    _check_pixels(*img.size, name)
+def _check_values(a: np.ndarray, name: str, high: float) -> None:
+    """Refuse pixels that are NaN, infinite or outside [0, high], counting them: one such pixel
+    would otherwise decide the scaling (an inf) or leave no ink to find (a NaN)."""
+    finite = np.isfinite(a)
+    bad = a.size - int(np.count_nonzero(finite))
+    if bad:
+        raise ValueError(f"{FN}: image {name} has {bad:,} NaN or infinite pixel{'s' * (bad > 1)} "
+                         f"(of {a.size:,})")
+    bad = int(np.count_nonzero((a < 0) | (a > high)))
+    if bad:
+        raise ValueError(f"{FN}: image {name} has {bad:,} pixel{'s' * (bad > 1)} (of {a.size:,}) outside "
+                         f"[0, {high:g}], from {float(a.min()):g} to {float(a.max()):g}")
+
+
+def _pil_to_array(img, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A PIL image as float32 (H, W), (H, W, 3) or (H, W, 4) in [0, 1]. 32-bit and 16-bit images
+    (modes I, F, I;16) must hold finite values in [0, 65535]: floats up to 1 are taken as they are,
+    values up to 255 as 8-bit, larger ones as 16-bit."""
+    _check_pixels(*img.size, name, max_pixels)
     mode = img.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         a = np.asarray(img, np.float32)
+        _check_values(a, name, 65535.0)
         top = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
         return np.clip(a / (1.0 if mode == "F" and a.max(initial=0) <= 1 else top), 0, 1)
     if any(b in ("A", "a") for b in img.getbands()) or "transparency" in img.info:
@@ -119,7 +229,7 @@ def _pil_to_array(img, name: str) -> np.ndarray:
     return np.asarray(img, np.float32) / 255.0
 
 
-def _array(image, name: str) -> np.ndarray:
+def _array(image, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """An array as float32 (H, W) or (H, W, C) in [0, 1]: integers are 0..255 (0..65535 beyond
     that), floats [0, 1] (or 0..255 when larger)."""
     a = np.asarray(image)
@@ -130,7 +240,7 @@ def _array(image, name: str) -> np.ndarray:
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
         raise ValueError(f"{FN}: {name}: expected an image of shape (H, W), (H, W, 3) or (H, W, 4), "
                          f"got shape {a.shape}")
-    _check_pixels(a.shape[1], a.shape[0], name)
+    _check_pixels(a.shape[1], a.shape[0], name, max_pixels)
     if a.dtype == bool:
         return a.astype(np.float32)
     if np.issubdtype(a.dtype, np.integer):
@@ -141,8 +251,9 @@ def _array(image, name: str) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.floating):
         raise ValueError(f"{FN}: {name} has dtype {a.dtype}, not numbers")
     a = a.astype(np.float32)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{FN}: {name} holds NaN or infinite values")
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ValueError(f"{FN}: {name} holds {bad:,} NaN or infinite values (of {a.size:,})")
     lo, hi = float(a.min(initial=0)), float(a.max(initial=0))
     if lo < 0 or hi > 255:
         raise ValueError(f"{FN}: {name} has values in [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255]")
@@ -165,21 +276,21 @@ def _composite(a: np.ndarray) -> np.ndarray:
     return grey * alpha + back * (1.0 - alpha)
 
 
-def read_grey(image) -> np.ndarray:
+def read_grey(image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The picture `image` (a path, encoded bytes, a PIL image or an array) as float32 (H, W)
     greyscale in [0, 1], alpha composited (see the module docstring); bounded and checked as
     `prepare_digit` does."""
     name = _describe(image)
     if isinstance(image, (str, os.PathLike)):
-        image = _open(_read_file(image, name), name)
+        image = _open(_read_file(image, name), name, max_pixels)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) > MAX_FILE_BYTES:
-            raise ValueError(f"{FN}: {name}: more than the {MAX_FILE_BYTES:,} bytes an image may have")
-        image = _open(bytes(image), name)
+            raise TooLargeError(f"{FN}: {name}: more than the {MAX_FILE_BYTES:,} bytes an image may have")
+        image = _open(bytes(image), name, max_pixels)
     if hasattr(image, "getbands") and hasattr(image, "size"):
-        a = _pil_to_array(image, name)
+        a = _pil_to_array(image, name, max_pixels)
     else:
-        a = _array(image, name)
+        a = _array(image, name, max_pixels)
     return np.ascontiguousarray(_composite(a), np.float32)
 
 
@@ -222,16 +333,18 @@ def prepare_grey(grey: np.ndarray, name: str = "image") -> np.ndarray:
     return out
 
 
-def prepare_digit(image) -> np.ndarray:
+def prepare_digit(image, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One picture of a digit -> the (1, 28, 28) float32 image in [0, 1] a network trained on MNIST
     expects: white ink on black, cropped, scaled to fit 20x20, centred by centre of mass.
 
     `image`: a path (str or PathLike), encoded bytes (a PNG upload), a PIL image or an array
-    (H, W), (H, W, 3) or (H, W, 4) (uint8 0..255 or float [0, 1]); any size up to `MAX_PIXELS`,
-    grey or colour, with or without alpha. Raises ValueError (one line naming the input) for an
-    unreadable or oversized file, a non-image, or a picture with no ink (empty or uniform).
+    (H, W), (H, W, 3) or (H, W, 4) (uint8 0..255 or float [0, 1]); any size up to `max_pixels`
+    (default `MAX_PIXELS`), grey or colour, with or without alpha. Raises ValueError (one line
+    naming the input) for an unreadable, truncated or oversized file (`fnnet.io.TooLargeError`
+    for the size caps), a non-image, NaN, infinite or out-of-range pixels, or a picture with no
+    ink (empty or uniform).
 
         x = prepare_digit("seven.png")            # (1, 28, 28)
         probs = classifier.probabilities(x[None])  # (1, 10)
     """
-    return prepare_grey(read_grey(image), _describe(image))
+    return prepare_grey(read_grey(image, max_pixels=max_pixels), _describe(image))

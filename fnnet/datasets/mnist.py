@@ -10,7 +10,7 @@ Where the data comes from, in order:
    style) in `data_dir`, then in `$FNNET_DATA_DIR`, then in the user cache folder
    (`$XDG_CACHE_HOME/fnnet` or `~/.cache/fnnet`);
 3. a download of the missing files from `MNIST_MIRRORS` (tried in turn, with a timeout per read,
-   a deadline per file and a progress bar) into the user cache folder.
+   one deadline per file for the whole fetch, and a progress bar) into the user cache folder.
 
 Every file is verified by the SHA-256 of its decompressed content before it is used; a file
 that fails is skipped (with a warning) and neither used nor cached. Downloads and the cache are
@@ -25,11 +25,14 @@ must fit in the sizes of the four files before anything of it is decompressed.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import math
 import os
+import socket
 import stat
 import tempfile
-import time
+import threading
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
@@ -78,10 +81,12 @@ ENV_DATA_DIR = "FNNET_DATA_DIR"
 ENV_MIRRORS = "FNNET_MNIST_MIRRORS"
 ENV_DEADLINE = "FNNET_MNIST_DEADLINE"
 DOWNLOAD_TIMEOUT_S = 30.0  # the longest wait for the connection or for one read of a download
-# The longest one file's download may take (10 minutes is 80 kB/s for the 9.9 MB of the largest
-# .gz); checked between reads, so a mirror that trickles bytes fails too. FNNET_MNIST_DEADLINE
-# (seconds) replaces it.
+# The longest one file's download from one mirror may take, all of it: the name lookup, the
+# connection, the status line, the headers and the body (10 minutes is 80 kB/s for the 9.9 MB of
+# the largest .gz). A mirror that trickles any of them fails at this deadline too.
+# FNNET_MNIST_DEADLINE (seconds) replaces it.
 DOWNLOAD_DEADLINE_S = 600.0
+ABANDON_WAIT_S = 1.0  # how long an abandoned fetch is given to end once its connection is shut
 # The most bytes of one downloaded file, and of one decompressed file of an IDX set other than
 # MNIST itself (`sha256=`); the largest MNIST file is 47,040,016 bytes decompressed.
 MAX_FILE_BYTES = 64 * 2**20
@@ -310,12 +315,8 @@ def _deadline_s() -> float:
 
 def _download(url: str, cache_dir: Path, stem: str, digests: dict, progress: bool,
               deadline_s: float) -> np.ndarray:
-    """Fetch `url` into a temporary file of `cache_dir`, verify, then rename it into place.
-
-    Each wait (the connection, one read) lasts at most DOWNLOAD_TIMEOUT_S, and the deadline is
-    checked between reads: a file not complete after `deadline_s` seconds is abandoned.
-    """
-    start = time.monotonic()
+    """Fetch `url` into a temporary file of `cache_dir` within `deadline_s` seconds (see `_fetch`),
+    verify it, then rename it into place."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         folder = cache_dir
@@ -323,32 +324,8 @@ def _download(url: str, cache_dir: Path, stem: str, digests: dict, progress: boo
         folder = Path(tempfile.mkdtemp(prefix="fnnet-mnist-"))
     fd, tmp = temp_file(folder, stem)
     try:
-        timeout = min(DOWNLOAD_TIMEOUT_S, deadline_s)
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
-            size = r.headers.get("Content-Length")
-            total = int(size) if size and size.isdigit() else None
-            if total is not None and total > MAX_FILE_BYTES:
-                raise IdxError(f"{url}: announces {total:,} bytes, more than {MAX_FILE_BYTES:,}; not an "
-                               "MNIST file, not downloaded")
-            read = getattr(r, "read1", r.read)  # read1 returns what has arrived, without waiting for more
-            got = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{stem}.gz", disable=not progress,
-                      leave=False) as bar:
-                while True:
-                    if time.monotonic() - start > deadline_s:
-                        raise TimeoutError(f"{url}: not complete after {deadline_s:g} s ({got:,} bytes "
-                                           f"received); abandoned (the deadline is ${ENV_DEADLINE} or "
-                                           "DOWNLOAD_DEADLINE_S)")
-                    chunk = read(1 << 16)
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                    if got > MAX_FILE_BYTES:
-                        raise IdxError(f"{url}: more than {MAX_FILE_BYTES:,} bytes, not an MNIST file")
-                    f.write(chunk)
-                    bar.update(len(chunk))
-            if total is not None and got != total:
-                raise IdxError(f"{url}: received {got:,} of {total:,} bytes")
+        with os.fdopen(fd, "wb") as f:
+            _fetch(url, f, stem, progress, deadline_s)
             f.flush()
             os.fsync(f.fileno())
         expected = _expected_bytes(stem, digests)
@@ -362,6 +339,151 @@ def _download(url: str, cache_dir: Path, stem: str, digests: dict, progress: boo
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fetch(url: str, f, stem: str, progress: bool, deadline_s: float) -> None:
+    """Copy `url` into the binary file `f`, all of it within `deadline_s` seconds, or raise
+    TimeoutError saying how far it got.
+
+    The fetch runs in a worker thread that this thread waits for until the deadline. A socket
+    timeout alone cannot keep it: it bounds each wait, not their sum, so a mirror that sends its
+    status line or headers one byte every few seconds (urllib reads them inside `urlopen`) would
+    hold the download forever, and neither a name lookup nor a TLS handshake has any deadline of
+    its own. The thread bounds all of them at once. At the deadline the connection is shut down,
+    so the abandoned thread ends at its next read instead of reading on."""
+    job = _Fetch(url)
+    worker = threading.Thread(target=job.run, args=(f, stem, progress, min(DOWNLOAD_TIMEOUT_S, deadline_s)),
+                              name=f"fnnet-download-{stem}", daemon=True)
+    worker.start()
+    try:
+        worker.join(deadline_s)
+    except BaseException:  # Ctrl-C: the fetch stops with this thread
+        job.abandon()
+        raise
+    if worker.is_alive():
+        phase, got = job.abandon()
+        worker.join(ABANDON_WAIT_S)
+        raise TimeoutError(f"{url}: not complete after {deadline_s:g} s ({phase}; {got:,} bytes received); "
+                           f"abandoned (the deadline is ${ENV_DEADLINE} or DOWNLOAD_DEADLINE_S)")
+    if job.error is not None:
+        raise job.error
+
+
+class _Fetch:
+    """One download in a worker thread (`run`), and what the waiting thread needs to abandon it:
+    the phase reached, the bytes received and the open connection."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.phase = "connecting"
+        self.got = 0
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.sock = None
+        self.lock = threading.Lock()
+
+    def connected(self, sock) -> None:
+        """Called by the connection once it is made: note its socket (shut at once if abandoned)."""
+        with self.lock:
+            self.sock = sock
+            self.phase = "connected, waiting for the status line and headers"
+            if self.abandoned:
+                _shut(sock)
+
+    def abandon(self) -> tuple[str, int]:
+        """Stop the fetch: shut its connection (so a blocked read returns); (phase, bytes received)."""
+        with self.lock:
+            self.abandoned = True
+            where = self.phase, self.got  # before the shutdown lets the thread move on
+            if self.sock is not None:
+                _shut(self.sock)
+        return where
+
+    def run(self, f, stem: str, progress: bool, timeout: float) -> None:
+        """Copy the URL into `f`, each wait at most `timeout` seconds; an error is kept in `error`."""
+        try:
+            source, total = self._open(timeout)
+            with source:
+                if total is not None and total > MAX_FILE_BYTES:
+                    raise IdxError(f"{self.url}: announces {total:,} bytes, more than "
+                                   f"{MAX_FILE_BYTES:,}; not an MNIST file, not downloaded")
+                self.phase = "receiving the body"
+                read = getattr(source, "read1", source.read)  # what has arrived, without waiting for more
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"{stem}.gz", disable=not progress,
+                          leave=False) as bar:
+                    while not self.abandoned:
+                        chunk = read(1 << 16)
+                        if not chunk or self.abandoned:
+                            break
+                        if self.got + len(chunk) > MAX_FILE_BYTES:
+                            raise IdxError(f"{self.url}: more than {MAX_FILE_BYTES:,} bytes, not an MNIST "
+                                           "file")
+                        f.write(chunk)
+                        self.got += len(chunk)
+                        bar.update(len(chunk))
+                if total is not None and self.got != total and not self.abandoned:
+                    raise IdxError(f"{self.url}: received {self.got:,} of {total:,} bytes")
+        except BaseException as e:  # handed to the waiting thread
+            self.error = e
+
+    def _open(self, timeout: float):
+        """(readable, announced size or None) of the URL: the HTTP(S) response, through handlers
+        that note the connection; for file:// the file, opened only if it is a regular file (the
+        open of a FIFO would block until a writer comes)."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError(f"{self.url}: a file URL on another host ({parts.netloc}); give a local "
+                                 "path")
+            path = urllib.request.url2pathname(parts.path)
+            source, size = open_regular(path, fn="load_mnist", what="mirror file", max_bytes=MAX_FILE_BYTES)
+            self.phase = "reading the file"
+            return source, size
+        opener = urllib.request.build_opener(_HTTPHandler(self), _HTTPSHandler(self))
+        response = opener.open(self.url, timeout=timeout)
+        size = response.headers.get("Content-Length")
+        return response, int(size) if size and size.isdigit() else None
+
+
+def _noting(connection_class, job: _Fetch):
+    """`connection_class` whose connections tell `job` their socket once connected."""
+
+    class Connection(connection_class):
+        def connect(self):
+            super().connect()
+            job.connected(self.sock)
+
+    return Connection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    """urllib's http:// handler, its connections noted by a `_Fetch`."""
+
+    def __init__(self, job: _Fetch):
+        super().__init__()
+        self.connection = _noting(http.client.HTTPConnection, job)
+
+    def http_open(self, req):
+        return self.do_open(self.connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's https:// handler (default TLS checks), its connections noted by a `_Fetch`."""
+
+    def __init__(self, job: _Fetch):
+        super().__init__()
+        self.connection = _noting(http.client.HTTPSConnection, job)
+
+    def https_open(self, req):
+        return self.do_open(self.connection, req, context=self._context)
+
+
+def _shut(sock) -> None:
+    """Shut a socket down for reading and writing: a read blocked on it in another thread returns."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _read_cache(path: Path, digests: dict, tried: list) -> dict | None:

@@ -1,4 +1,5 @@
-"""Your own network: the book's layers as constructors that know their shapes, and `serial`.
+"""Your own network: the book's layers as constructors that know their shapes, `serial`, and
+chapter 8's `residual` and `concat`.
 
     net = serial(Convolution(6, 5, pad=2), Relu(), Pooling(2), Flatten(), Affine(10))
     out_shape, params, state = net.init(key, (1, 28, 28))    # shapes per sample, without N
@@ -7,19 +8,32 @@
     model = net.model((1, 28, 28))                           # + SoftmaxWithLoss: a fnnet.models.Model
 
 Every constructor (`Affine`, `Relu`, `Sigmoid`, `Convolution`, `Pooling`, `BatchNormalization`,
-`Dropout`, `Flatten`) and `serial` itself return a `Block`, so a `serial` goes inside a `serial`.
-The blocks compute with the pure layers of `fnnet.layers` (`affine`, `relu`, `convolution`, ...).
+`Dropout`, `Flatten`, `GlobalAveragePooling`) and `serial` itself return a `Block`, so a `serial`
+goes inside a `serial`. The blocks compute with the pure layers of `fnnet.layers` (`affine`,
+`relu`, `convolution`, ...). Chapter 8's branching networks are Blocks too, and nest the same way:
+
+    block = residual(Convolution(16, 3, pad=1), BatchNormalization(), Relu(),
+                     Convolution(16, 3, pad=1), BatchNormalization())      # y = F(x) + x
+    down = residual(..., shortcut=Convolution(32, 1))                      # y = F(x) + shortcut(x)
+    inception = concat(Convolution(8, 1), serial(Convolution(8, 1), Relu(), Convolution(16, 3, pad=1)))
 
 `serial` names parameters as the book does: the i-th layer with weights (Affine, Convolution)
 holds `W{i}`, `b{i}`; the j-th BatchNormalization holds `gamma{j}`, `beta{j}` and the state
-`running_mean{j}`, `running_var{j}`. Keys: `init` splits its key into one key per layer with
-weights, in order; `forward` in training splits its key into one key per Dropout, in order.
+`running_mean{j}`, `running_var{j}`, counting the layers inside a `residual` or `concat` where
+they appear. Keys: `init` splits its key into one key per layer with weights (a residual or concat
+holding some counts as one and splits its key among its parts), in order; `forward` in training
+splits its key into one key per Dropout (or per residual / concat holding one), in order.
 A shape that does not fit fails in `init`, naming the layer's position, its name and the shapes.
+
+`sequential(net, input_shape)` (what `net.model` calls) adds SoftmaxWithLoss and gives the `Model`
+that training uses. `Model`, `sequential` and `net_loss_and_grad` live here and `fnnet.models`
+re-exports them: the models are built from the layers, and the layers never import the models.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from collections.abc import Callable
@@ -32,15 +46,17 @@ from fnnet._checks import require_keys, shape_of
 from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
-from fnnet.layers.conv import convolution, output_hw, pooling
-from fnnet.layers.core import affine, relu, sigmoid
+from fnnet.layers.conv import convolution, global_average_pooling, output_hw, pooling
+from fnnet.layers.core import add, affine, relu, sigmoid, softmax_with_loss
 from fnnet.layers.normalization import BN_EPS, batch_norm, dropout, init_batch_norm
 
 __all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "Sigmoid", "Convolution", "Pooling",
-           "BatchNormalization", "Dropout", "Flatten", "summary"]
+           "BatchNormalization", "Dropout", "Flatten", "summary", "GlobalAveragePooling", "residual",
+           "concat", "Model", "sequential", "net_loss_and_grad"]
 
 class ShapeError(ValueError):
-    """An input shape that a layer cannot take; `detail` is the message without the layer's name."""
+    """An input shape that a layer cannot take; `detail` is the message without its leading
+    'name: ' (the layer's, or serial's with the position)."""
 
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
@@ -56,9 +72,12 @@ class Block(NamedTuple):
 
     name: how messages show the layer ('Affine 50', 'Pooling 2x2').
     kind: how `serial` numbers and seeds it: 'weights' (numbered i, takes an init key),
-    'batchnorm' (numbered j), 'dropout' (takes a forward key in training) or ''.
+    'batchnorm' (numbered j), 'dropout' (takes a forward key in training), '', or 'residual' /
+    'concat' (numbered by the layers inside).
     param_names, state_names: the local names of its params and state ('W', 'b'), which
-    `serial` suffixes with the layer's number. layers: the layers of a `serial`, else ().
+    `serial` suffixes with the layer's number (a residual's or concat's are numbered already).
+    layers: the layers of a `serial`; a residual's F (a serial) and shortcut; a concat's
+    branches; () for a single layer.
     """
 
     name: str
@@ -71,9 +90,7 @@ class Block(NamedTuple):
     layers: tuple = ()
 
     def model(self, input_shape):
-        """This network + SoftmaxWithLoss as a `fnnet.models.Model` for input_shape (C, H, W) or (D,)."""
-        from fnnet.models import sequential
-
+        """This network + SoftmaxWithLoss as a `Model` (`sequential`) for input_shape (C, H, W) or (D,)."""
         return sequential(self, input_shape)
 
     def __repr__(self):
@@ -86,10 +103,12 @@ document_fields(
     init="init(key, input_shape) -> (output_shape, params, state), shapes per sample without N.",
     forward="forward(params, x, state=None, *, train=False, key=None) -> (y, cache, new_state).",
     backward="backward(cache, dy) -> (dx, grads), grads with the keys of params.",
-    kind="How `serial` numbers and seeds the layer: 'weights', 'batchnorm', 'dropout' or ''.",
+    kind="How `serial` numbers and seeds the layer: 'weights', 'batchnorm', 'dropout', '', or "
+         "'residual' / 'concat' (numbered by the layers inside).",
     param_names="The local names of its params ('W', 'b'), which `serial` suffixes with its number.",
     state_names="The local names of its state ('running_mean', 'running_var'), suffixed likewise.",
-    layers="The layers of a `serial`, in order; () for a single layer.",
+    layers="The layers of a `serial`, in order; a residual's F and shortcut, a concat's branches; () for "
+           "a single layer.",
 )
 
 
@@ -341,37 +360,94 @@ def Flatten() -> Block:
     return _leaf("Flatten", init, forward, backward)
 
 
+def GlobalAveragePooling() -> Block:
+    """(N, C, H, W) -> (N, C): the mean of each feature map (ResNet's and GoogLeNet's last pooling),
+    so that the classifier's Affine sees C features whatever the map size."""
+
+    def init(key, shape):
+        c = _images(shape, "it averages feature maps")[0]
+        return (c,), {}, {}
+
+    return _leaf("GlobalAveragePooling", init, _stateless(global_average_pooling),
+                 global_average_pooling.backward)
+
+
 # ---------------------------------------------------------------------------------------------
 # serial
 
+_BRANCHING = ("residual", "concat")
 
-def _children(layers):
+
+def _branching(block) -> bool:
+    """Whether block is a residual or a concat: one layer of a serial, whose parts run side by side."""
+    return block.kind in _BRANCHING
+
+
+def _block(fn, what, layer):
+    """layer itself if it is a Block, else a TypeError naming fn and what it was given."""
+    if not isinstance(layer, Block):
+        named = getattr(layer, "__name__", "")
+        hint = f"; call it: {named}()" if callable(layer) and named[:1].isupper() \
+            else " (use the constructors Affine(out), Relu(), Convolution(...), ... or a Block)"
+        raise TypeError(f"{fn}: {what} is a {type(layer).__name__}, not a layer Block{hint}")
+    return layer
+
+
+def _children(layers, fn="serial"):
+    """The layers in order, the layers of a serial among them spliced in (a residual or a concat
+    stays one layer)."""
     out = []
     for pos, layer in enumerate(layers, start=1):
-        if not isinstance(layer, Block):
-            named = getattr(layer, "__name__", "")
-            hint = f"; call it: {named}()" if callable(layer) and named[:1].isupper() \
-                else " (use the constructors Affine(out), Relu(), Convolution(...), ... or a Block)"
-            raise TypeError(f"serial: layer {pos} is a {type(layer).__name__}, not a layer Block{hint}")
-        out.extend(layer.layers if layer.layers else [layer])
+        _block(fn, f"layer {pos}", layer)
+        out.extend(layer.layers if layer.layers and not _branching(layer) else [layer])
     return out
 
 
-def _plan(children):
-    """[(suffix, kind)] per layer: its number among the layers of its kind ('weights' share one
-    counter, each other kind its own); and checks that no two layers claim the same name."""
+def _leaves(block) -> list:
+    """The plain layers inside block in the order they appear ([block] for a plain layer)."""
+    if not block.layers:
+        return [block]
+    return [leaf for part in block.layers for leaf in _leaves(part)]
+
+
+def _has(block, kind) -> bool:
+    """Whether a layer of this kind is in block ('weights': it takes an init key, 'dropout': a
+    forward key in training)."""
+    return any(leaf.kind == kind for leaf in _leaves(block))
+
+
+def _plan(children, fn="serial"):
+    """[{the child's own name of a param or state: the book's name in this stack}] per child.
+
+    Every plain layer is numbered among the layers of its kind in the order it appears, inside a
+    residual or concat too ('weights' share one counter, each other kind its own), and suffixes
+    its names with that number. A child's own names are 'W', 'b' for a plain layer and its own
+    numbered names (W1, gamma1, ...) for a serial, residual or concat. Checks that no two layers
+    claim the same name."""
     counts, plan, owner = {}, [], {}
     for pos, child in enumerate(children, start=1):
-        counts[child.kind] = counts.get(child.kind, 0) + 1
-        suffix = str(counts[child.kind]) if (child.param_names or child.state_names) else ""
-        plan.append(suffix)
-        for name in (*child.param_names, *child.state_names):
-            full = name + suffix
-            if full in owner:
-                raise ValueError(f"serial: layers {owner[full]} and {pos} ({child.name}) both name "
-                                 f"a parameter {full!r}")
-            owner[full] = pos
+        names, local = {}, {}
+        for leaf in _leaves(child):
+            counts[leaf.kind] = counts.get(leaf.kind, 0) + 1
+            local[leaf.kind] = local.get(leaf.kind, 0) + 1
+            for base in (*leaf.param_names, *leaf.state_names):
+                full = base + str(counts[leaf.kind])
+                if full in owner:
+                    raise ValueError(f"{fn}: layers {owner[full]} and {pos} ({child.name}) both name "
+                                     f"a parameter {full!r}")
+                owner[full] = pos
+                names[base if leaf is child else base + str(local[leaf.kind])] = full
+        plan.append(names)
     return plan
+
+
+def _at(where, block, detail):
+    """A ShapeError's detail with the place it came from: 'layer 5 (Pooling 2x2) does not tile ...',
+    'layer 4 (residual), layer 2 (Convolution ...) ...', 'branch 2, layer 1 (...) ...' (a serial
+    names its own layer)."""
+    if block.layers and not _branching(block):
+        return f"{where}, {detail}"
+    return f"{where} ({block.name}){',' if _branching(block) else ''} {detail}"
 
 
 def serial(*layers) -> Block:
@@ -383,23 +459,24 @@ def serial(*layers) -> Block:
         raise ValueError("serial: give at least one layer, e.g. serial(Affine(10))")
     children = _children(layers)
     plan = _plan(children)
-    n_weights = sum(c.kind == "weights" for c in children)
-    n_dropout = sum(c.kind == "dropout" for c in children)
-    param_names = [n + s for c, s in zip(children, plan, strict=True) for n in c.param_names]
-    state_names = [n + s for c, s in zip(children, plan, strict=True) for n in c.state_names]
+    seeded = [_has(c, "weights") for c in children]
+    keyed = [_has(c, "dropout") for c in children]
+    param_names = [names[n] for c, names in zip(children, plan, strict=True) for n in c.param_names]
+    state_names = [names[n] for c, names in zip(children, plan, strict=True) for n in c.state_names]
 
     def init(key, input_shape):
         shape = input_shape_of(input_shape, fn="serial")
-        wkeys = list(jax.random.split(key, n_weights)) if n_weights else []
+        wkeys = list(jax.random.split(key, sum(seeded))) if any(seeded) else []
         params, state = {}, {}
-        for pos, (child, suffix) in enumerate(zip(children, plan, strict=True), start=1):
-            k = wkeys.pop(0) if child.kind == "weights" else jax.random.fold_in(key, pos)
+        for pos, (child, names, seed) in enumerate(zip(children, plan, seeded, strict=True), start=1):
+            k = wkeys.pop(0) if seed else jax.random.fold_in(key, pos)
             try:
                 shape, p, s = child.init(k, shape)
             except ShapeError as e:
-                raise ShapeError(f"serial: layer {pos} ({child.name}) {e.detail}", e.detail) from None
-            params.update({n + suffix: p[n] for n in child.param_names})
-            state.update({n + suffix: s[n] for n in child.state_names})
+                detail = _at(f"layer {pos}", child, e.detail)
+                raise ShapeError(f"serial: {detail}", detail) from None
+            params.update({names[n]: p[n] for n in child.param_names})
+            state.update({names[n]: s[n] for n in child.state_names})
         return tuple(shape), params, state
 
     def forward(params, x, state=None, *, train=False, key=None):
@@ -408,46 +485,331 @@ def serial(*layers) -> Block:
         if state_names:
             require_keys("serial.forward", state, state_names, arg="state")
         dkeys = []
-        if train and n_dropout:
+        if train and any(keyed):
             if key is None:
                 raise ValueError("serial.forward: training a network with Dropout needs a PRNG key "
                                  "(key=jax.random.PRNGKey(...))")
-            dkeys = list(jax.random.split(key, n_dropout))
+            dkeys = list(jax.random.split(key, sum(keyed)))
         y, caches, new_state = jnp.asarray(x), [], dict(state)
-        for child, suffix in zip(children, plan, strict=True):
-            p = {n: params[n + suffix] for n in child.param_names}
-            s = {n: state[n + suffix] for n in child.state_names}
-            k = dkeys.pop(0) if child.kind == "dropout" and dkeys else None
+        for child, names, needs_key in zip(children, plan, keyed, strict=True):
+            p = {n: params[names[n]] for n in child.param_names}
+            s = {n: state[names[n]] for n in child.state_names}
+            k = dkeys.pop(0) if needs_key and dkeys else None
             y, cache, s = child.forward(p, y, s, train=train, key=k)
-            new_state.update({n + suffix: s[n] for n in child.state_names})
+            new_state.update({names[n]: s[n] for n in child.state_names})
             caches.append(cache)
         return y, tuple(caches), new_state
 
     def backward(cache, dy):
         grads = {}
-        for child, suffix, c in zip(reversed(children), reversed(plan), reversed(cache), strict=True):
+        for child, names, c in zip(reversed(children), reversed(plan), reversed(cache), strict=True):
             dy, g = child.backward(c, dy)
-            grads.update({n + suffix: g[n] for n in child.param_names})
+            grads.update({names[n]: g[n] for n in child.param_names})
         return dy, {n: grads[n] for n in param_names}
 
     name = "serial(" + ", ".join(c.name for c in children) + ")"
     return Block(name, init, forward, backward, "", tuple(param_names), tuple(state_names), tuple(children))
 
 
+# ---------------------------------------------------------------------------------------------
+# residual and concat: parts side by side on one input
+
+
+def _parts_names(parts, plan):
+    """The params and state names of a block made of parts, in the order of the parts."""
+    params = tuple(names[n] for part, names in zip(parts, plan, strict=True) for n in part.param_names)
+    state = tuple(names[n] for part, names in zip(parts, plan, strict=True) for n in part.state_names)
+    return params, state
+
+
+def _init_parts(fn, parts, wheres, plan, key, shape):
+    """Each part's init on the same input shape, one key each: (output shapes, params, state)."""
+    keys = [key] if len(parts) == 1 else list(jax.random.split(key, len(parts)))
+    outs, params, state = [], {}, {}
+    for part, where, names, k in zip(parts, wheres, plan, keys, strict=True):
+        try:
+            out, p, s = part.init(k, shape)
+        except ShapeError as e:
+            detail = e.detail if where is None else _at(where, part, e.detail)
+            raise ShapeError(f"{fn}: {detail}", detail) from None
+        outs.append(tuple(out))
+        params.update({names[n]: p[n] for n in part.param_names})
+        state.update({names[n]: s[n] for n in part.state_names})
+    return outs, params, state
+
+
+def _forward_parts(fn, parts, plan, names, params, x, state, train, key):
+    """Each part's forward on the same x: ([y], [cache], new state). A part that holds a Dropout
+    gets its own key in training, split from key in the order of the parts."""
+    require_keys(f"{fn}.forward", params, names[0])
+    state = {} if state is None else state
+    if names[1]:
+        require_keys(f"{fn}.forward", state, names[1], arg="state")
+    needs = [_has(part, "dropout") for part in parts]
+    keys = [None] * len(parts)
+    if train and any(needs):
+        if key is None:
+            raise ValueError(f"{fn}.forward: training a network with Dropout needs a PRNG key "
+                             "(key=jax.random.PRNGKey(...))")
+        split = iter([key] if sum(needs) == 1 else jax.random.split(key, sum(needs)))
+        keys = [next(split) if n else None for n in needs]
+    x = jnp.asarray(x)
+    ys, caches, new_state = [], [], dict(state)
+    for part, part_names, k in zip(parts, plan, keys, strict=True):
+        p = {n: params[part_names[n]] for n in part.param_names}
+        s = {n: state[part_names[n]] for n in part.state_names}
+        y, cache, s = part.forward(p, x, s, train=train, key=k)
+        new_state.update({part_names[n]: s[n] for n in part.state_names})
+        ys.append(y)
+        caches.append(cache)
+    return ys, tuple(caches), new_state
+
+
+def _shortcut_hint(shape, out):
+    """A shortcut that maps per-sample shape to out, as code, or '' when none comes to mind."""
+    if len(shape) == len(out) == 3:
+        (h, w), (oh, ow) = shape[1:], out[1:]
+        for s in range(1, h + 1):
+            if (h - 1) == (oh - 1) * s and (w - 1) == (ow - 1) * s:
+                return f"Convolution({out[0]}, 1" + (f", stride={s}" if s > 1 else "") + ")"
+        if h % oh == 0 and w % ow == 0 and h // oh == w // ow:
+            return f"serial(Pooling({h // oh}, mode='avg'), Convolution({out[0]}, 1))"
+    if len(out) == 1:
+        return f"Affine({out[0]})"
+    return ""
+
+
+def residual(*layers, shortcut=None) -> Block:
+    """ResNet's building block: y = F(x) + shortcut(x), with F = serial(*layers) and shortcut the
+    identity (None) or a Block mapping x to F's output shape (a 1x1 Convolution where the channels
+    change, with a stride where F shrinks the maps).
+
+    Backward, by the rules of chapter 5: the AddLayer passes dy unchanged to both of its inputs,
+    so dy goes into F's backward and into the shortcut's; x fed both, so its gradient is the sum
+    of the two dx (for the identity, dx = F's dx + dy: the gradient that skips F). Params and
+    state keep the book's flat names, F's layers numbered first, then the shortcut's."""
+    if len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not isinstance(layers[0], Block):
+        layers = tuple(layers[0])
+    if not layers:
+        raise ValueError("residual: give the layers of F, e.g. residual(Convolution(16, 3, pad=1), "
+                         "BatchNormalization(), Relu(), Convolution(16, 3, pad=1), BatchNormalization())")
+    F = serial(*_children(layers, "residual"))
+    parts = (F,) if shortcut is None else (F, _block("residual", "shortcut", shortcut))
+    plan = _plan(parts, "residual")
+    names = _parts_names(parts, plan)
+
+    def init(key, input_shape):
+        shape = input_shape_of(input_shape, fn="residual")
+        outs, params, state = _init_parts("residual", parts, (None, "shortcut")[: len(parts)], plan, key,
+                                            shape)
+        added = outs[1] if shortcut is not None else shape
+        if outs[0] != added:
+            what = (f"the shortcut's {added}, so the two cannot be added" if shortcut is not None else
+                    f"their input {added}, which the identity shortcut adds to it")
+            hint = _shortcut_hint(shape, outs[0])
+            detail = (f"the layers' output {outs[0]} differs from {what}; give a shortcut that maps "
+                      f"{shape} to {outs[0]}" + (f", e.g. shortcut={hint}" if hint else ""))
+            raise ShapeError(f"residual: {detail}", detail)
+        return outs[0], params, state
+
+    def forward(params, x, state=None, *, train=False, key=None):
+        ys, caches, state = _forward_parts("residual", parts, plan, names, params, x, state, train, key)
+        y, _ = add.forward({}, ys[0], ys[1] if shortcut is not None else jnp.asarray(x))  # F(x) + shortcut(x)
+        return y, caches, state
+
+    def backward(cache, dy):
+        (dy_f, dy_shortcut), _ = add.backward(None, dy)  # the AddLayer: dy to both inputs
+        dx, g = F.backward(cache[0], dy_f)
+        grads = {plan[0][n]: g[n] for n in F.param_names}
+        if shortcut is None:
+            return dx + dy_shortcut, grads  # x was used twice: its two gradients add
+        dx_shortcut, g = shortcut.backward(cache[1], dy_shortcut)
+        grads.update({plan[1][n]: g[n] for n in shortcut.param_names})
+        return dx + dx_shortcut, {n: grads[n] for n in names[0]}
+
+    return Block("residual", init, forward, backward, "residual", *names, parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConcatCache:
+    caches: tuple
+    sizes: tuple = dataclasses.field(metadata=dict(static=True))
+
+
+jax.tree_util.register_dataclass(_ConcatCache, data_fields=["caches"], meta_fields=["sizes"])
+
+
+def concat(*branches) -> Block:
+    """GoogLeNet's inception idea: every branch (a layer, a serial, a residual, ...) takes the same
+    input, and their outputs are joined on the channel axis (axis 1 of NCHW; the features of flat
+    output), so branches may differ in channels but not in the other sizes.
+
+    Backward: dy is split back into the branches' parts, each goes through its branch's backward,
+    and, since x fed every branch, the branches' dx are summed. Params and state keep the book's
+    flat names, numbered branch after branch."""
+    if len(branches) == 1 and isinstance(branches[0], (list, tuple)) and not isinstance(branches[0], Block):
+        branches = tuple(branches[0])
+    if not branches:
+        raise ValueError("concat: give the branches, e.g. concat(Convolution(8, 1), "
+                         "serial(Convolution(8, 1), Relu(), Convolution(16, 3, pad=1)))")
+    parts = tuple(_block("concat", f"branch {i}", b) for i, b in enumerate(branches, start=1))
+    plan = _plan(parts, "concat")
+    names = _parts_names(parts, plan)
+
+    def init(key, input_shape):
+        shape = input_shape_of(input_shape, fn="concat")
+        wheres = tuple(f"branch {i}" for i in range(1, len(parts) + 1))
+        outs, params, state = _init_parts("concat", parts, wheres, plan, key, shape)
+        for i, out in enumerate(outs[1:], start=2):
+            if out[1:] != outs[0][1:] or len(out) != len(outs[0]):
+                detail = (f"branch 1 gives {outs[0]} and branch {i} gives {out}; concat joins them on the "
+                          "channels (the first size per sample), so the other sizes must agree")
+                raise ShapeError(f"concat: {detail}", detail)
+        return (sum(out[0] for out in outs),) + outs[0][1:], params, state
+
+    def forward(params, x, state=None, *, train=False, key=None):
+        ys, caches, state = _forward_parts("concat", parts, plan, names, params, x, state, train, key)
+        sizes = tuple(int(y.shape[1]) for y in ys)
+        return jnp.concatenate(ys, axis=1), _ConcatCache(caches, sizes), state
+
+    def backward(cache, dy):
+        ends = list(itertools.accumulate(cache.sizes))
+        dys = jnp.split(dy, ends[:-1], axis=1)  # each branch's channels of dy
+        dx, grads = None, {}
+        for part, part_names, c, d in zip(parts, plan, cache.caches, dys, strict=True):
+            dx_part, g = part.backward(c, d)
+            dx = dx_part if dx is None else dx + dx_part  # x fed every branch: the gradients add
+            grads.update({part_names[n]: g[n] for n in part.param_names})
+        return dx, {n: grads[n] for n in names[0]}
+
+    return Block("concat", init, forward, backward, "concat", *names, parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
 def summary(net: Block, input_shape) -> str:
-    """One line per layer: its position, name, output shape and parameter names (a printed table)."""
+    """One line per layer: its position, name, output shape and parameter names (a printed table).
+    The layers inside a residual or concat are indented below it, numbered from 1 in each part,
+    under a title for a shortcut or a branch."""
     shape = input_shape_of(input_shape, fn="summary")
-    children = net.layers or (net,)
-    plan = _plan(children)
-    lines = [f"{'':>3}  {'layer':<28} {'output':<16} params", f"{'':>3}  {'input':<28} {str(shape):<16}"]
-    for pos, (child, suffix) in enumerate(zip(children, plan, strict=True), start=1):
-        out, p, _ = jax.eval_shape(lambda k, c=child, s=shape: _shapes_only(c, k, s), jax.random.PRNGKey(0))
-        shape = tuple(int(d) for d in out.shape[1:])
-        names = ", ".join(f"{n}{suffix} {shape_of(p[n])}" for n in child.param_names)
-        lines.append(f"{pos:>3}  {child.name:<28} {str(shape):<16} {names}")
+    layers = net.layers if net.layers and not _branching(net) else (net,)
+    names = iter(_plan(_leaves(net), "summary"))
+    rows = []
+    _rows(rows, layers, names, shape, 0)
+    width = max([28] + [len(row[1]) + 2 for row in rows])
+    lines = [f"{'':>3}  {'layer':<{width}} {'output':<16} params",
+             f"{'':>3}  {'input':<{width}} {str(shape):<16}"]
+    lines += [f"{pos:>3}  {name:<{width}} {str(out):<16} {params}" for pos, name, out, params in rows]
     return "\n".join(lines)
+
+
+def _rows(rows, layers, names, shape, depth):
+    """Append (position, indented name, output shape, params) for layers one after another from
+    shape; `names` yields each plain layer's {own name: book name} in order. Returns the output shape."""
+    for pos, layer in enumerate(layers, start=1):
+        label, indent = (pos, "") if depth == 0 else ("", "  " * depth + f"{pos}  ")
+        out, p = _shapes(layer, shape)
+        if not _branching(layer):
+            book = next(names)
+            params = ", ".join(f"{book[n]} {shape_of(p[n])}" for n in layer.param_names)
+            rows.append((label, indent + layer.name, out, params))
+        else:
+            rows.append((label, indent + layer.name, out, ""))
+            titles = ["branch " + str(i) for i in range(1, len(layer.layers) + 1)]
+            if layer.kind == "residual":
+                titles = [None, "shortcut"]
+            for title, part in zip(titles, layer.layers, strict=False):
+                inner = part.layers if part.layers and not _branching(part) else (part,)
+                if title is None:
+                    _rows(rows, inner, names, shape, depth + 1)
+                    continue
+                rows.append(("", "  " * (depth + 1) + title, _shapes(part, shape)[0], ""))
+                _rows(rows, inner, names, shape, depth + 2)
+            if layer.kind == "residual" and len(layer.layers) == 1:
+                rows.append(("", "  " * (depth + 1) + "shortcut: identity", shape, ""))
+        shape = out
+    return shape
+
+
+def _shapes(block, shape):
+    """(output shape per sample, params as shapes) of block.init on shape, computed abstractly."""
+    out, p, _ = jax.eval_shape(lambda k: _shapes_only(block, k, shape), jax.random.PRNGKey(0))
+    return tuple(int(d) for d in out.shape[1:]), p
 
 
 def _shapes_only(child, key, shape):
     out, p, s = child.init(key, shape)
     return jnp.zeros((1,) + tuple(out)), p, s
+
+
+# ---------------------------------------------------------------------------------------------
+# The Model of a network: what fnnet.models, fnnet.training and the CLI use
+
+
+class Model(NamedTuple):
+    """A network as the pure functions that training, evaluation and the CLI call (the contract in
+    `fnnet.models`' docstring); `fnnet.models.get_model`, each model module's `model(...)` and
+    `sequential` build one."""
+
+    init: Callable
+    apply: Callable
+    loss_and_grad: Callable
+    input_shape: tuple
+
+
+document_fields(
+    Model,
+    init="init(key) -> (params, state): fresh parameters and state, dicts of arrays.",
+    apply="apply(params, state, x, train=False, key=None) -> (scores (N, classes), state).",
+    loss_and_grad="loss_and_grad(params, state, x, t, key) -> (loss, grads, state), in training mode.",
+    input_shape="The shape of one sample, without N: (784,), (1, 28, 28).",
+)
+
+
+def sequential(net, input_shape) -> Model:
+    """The `Model` of a layer stack `net` (a `fnnet.layers.Block`, e.g. from `serial`) for inputs of
+    `input_shape` per sample: its last layer's scores plus SoftmaxWithLoss, with the hand-written
+    backward pass. The shapes are checked now: a layer that does not fit raises here, and so does
+    an output that is not one score per class."""
+    if not isinstance(net, Block):
+        raise TypeError(f"sequential: net must be a layer Block such as serial(...), "
+                        f"got {type(net).__name__}")
+    input_shape = input_shape_of(input_shape, fn="sequential")
+    out = {}
+
+    def shapes(key):
+        out["shape"], params, state = net.init(key, input_shape)
+        return params, state
+
+    try:
+        jax.eval_shape(shapes, jax.random.PRNGKey(0))
+    except ShapeError as e:  # raised while tracing: drop the note JAX appends
+        raise ShapeError(str(e).splitlines()[0], e.detail) from None
+    if len(out["shape"]) != 1:
+        raise ValueError(f"sequential: {net.name} gives output {out['shape']} per sample for input "
+                         f"{input_shape}; a classifier ends in one score per class, e.g. Affine(10)")
+
+    def init(key):
+        _, params, state = net.init(key, input_shape)
+        return params, state
+
+    def apply(params, state, x, train=False, key=None):
+        y, _, state = net.forward(params, x.reshape((x.shape[0],) + input_shape), state, train=train, key=key)
+        return y, state
+
+    def loss_and_grad(params, state, x, t, key=None):
+        return net_loss_and_grad(net, params, state, x.reshape((x.shape[0],) + input_shape), t, key=key)
+
+    return Model(init, apply, loss_and_grad, input_shape)
+
+
+def net_loss_and_grad(net, params, state, x, t, *, train=True, key=None):
+    """(loss, grads, new state) of a layer stack with SoftmaxWithLoss on top, by hand: `net.forward`,
+    the loss, then `net.backward` from dout = 1 (the book's TwoLayerNet.gradient for any net)."""
+    y, cache, state = net.forward(params, x, state, train=train, key=key)
+    value, c = softmax_with_loss.forward({}, y, t)
+    dy, _ = softmax_with_loss.backward(c, 1.0)
+    _, grads = net.backward(cache, dy)
+    return value, grads, state

@@ -26,7 +26,7 @@ from fnnet.layers import conv_fast
 from fnnet.layers.core import Layer, _layer
 
 __all__ = ["im2col", "col2im", "conv_output_size", "output_hw", "convolution", "pooling", "ConvCache",
-           "PoolCache"]
+           "PoolCache", "global_average_pooling", "GapCache"]
 
 
 def _static_int(fn: str, arg: str, value, minimum: int) -> int:
@@ -303,4 +303,47 @@ class pooling(Layer):
     np.argmax; average ('avg') backward spreads dout / (pool_h * pool_w) over the window.
     Cache: a `PoolCache` holding the one-hot argmax (N, C, pool_h*pool_w, OH, OW) of max
     pooling (nothing for average), with the geometry as static data. No params: grads is {}.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Global average pooling
+
+
+@dataclasses.dataclass(frozen=True)
+class GapCache:
+    """Global average pooling cache: nothing but the static map size (H, W)."""
+
+    h: int = dataclasses.field(metadata=dict(static=True))
+    w: int = dataclasses.field(metadata=dict(static=True))
+
+
+jax.tree_util.register_dataclass(GapCache, data_fields=[], meta_fields=["h", "w"])
+
+
+def _gap_forward(params, x):
+    """x (N, C, H, W) -> (out (N, C), GapCache(H, W))."""
+    x = jnp.asarray(x)
+    require_ndim("global_average_pooling.forward", "x", x, (4,))
+    h, w = x.shape[2:]
+    return jnp.mean(x, axis=(2, 3)), GapCache(h, w)
+
+
+def _gap_backward(cache, dout):
+    """GapCache, dout (N, C) -> (dx (N, C, H, W) = dout / (H*W) at every position, {})."""
+    d = dout / (cache.h * cache.w)
+    return jnp.broadcast_to(d[:, :, None, None], d.shape + (cache.h, cache.w)), {}
+
+
+@_layer(_gap_forward, _gap_backward)
+class global_average_pooling(Layer):
+    """Global average pooling (ResNet's and GoogLeNet's last pooling): the mean of each feature map.
+
+        out, cache = global_average_pooling.forward({}, x)    # x (N, C, H, W), out (N, C)
+        dx, grads = global_average_pooling.backward(cache, dout)
+
+    One number per channel, whatever the map size, so a network ends in Affine(classes) on C
+    features instead of C*H*W. Backward spreads each dout[n, c] evenly: dx[n, c, i, j] =
+    dout[n, c] / (H*W), the average pooling backward with one window the size of the map.
+    Cache: a `GapCache` holding (H, W) as static data. No params: grads is {}.
     """

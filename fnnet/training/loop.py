@@ -85,9 +85,10 @@ def evaluate(model, params, state, x, t, batch_size: int = 1000, devices=None) -
     return accuracy(make_counter(model, mesh), params, state, batches)
 
 
-def _restore(fn, out_dir, log, settings, run, trees):
+def _restore(fn, out_dir, log, settings, run, trees, epochs):
     """(params, state, opt_state, loop_key, history, epoch, path) from the newest valid checkpoint,
-    or None when the folder has none."""
+    or None when the folder has none. A run that has done more than `epochs` epochs is refused:
+    its metrics.json would describe fewer epochs than it holds."""
     warn = _quiet if log is _quiet else ckpt.print_warning  # a skipped checkpoint is a warning: stderr
     path, ck = ckpt.latest_checkpoint(out_dir, log=warn, max_bytes=ckpt.checkpoint_cap(trees[0], trees[1]))
     if ck is None:
@@ -95,6 +96,12 @@ def _restore(fn, out_dir, log, settings, run, trees):
         return None
     meta = ck["meta"]
     ckpt.check_resume(path, meta, settings, run, fn=fn)
+    if meta["epoch"] > epochs:
+        raise ValueError(
+            f"{fn}: the run in {out_dir} has done {meta['epoch']} epochs ({path}); resuming it with "
+            f"epochs={epochs} would leave its metrics.json describing fewer epochs than it holds. "
+            f"Resume with epochs >= {meta['epoch']}, or evaluate {path} as it is"
+        )
     restored = [ckpt.restore_leaves(path, what, tree, ck[name], fn=fn) for what, name, tree in
                 zip(("params", "model state", "optimizer state"), ("params", "state", "opt_state"), trees,
                     strict=True)]
@@ -105,47 +112,52 @@ def _restore(fn, out_dir, log, settings, run, trees):
     return (*restored, jnp.asarray(key), meta["history"], meta["epoch"], path)
 
 
-def _run_epoch(fn, run_chunk, carry, data, plan, bounds, where, bar, mesh):
-    """Train one epoch chunk by chunk; returns (carry, losses). Stops with TrainingDiverged at the
-    first chunk whose loss or parameters are not finite."""
+def _run_epoch(fn, run_chunk, carry, data, plan, bounds, where, progress, mesh):
+    """Train one epoch chunk by chunk, with a progress bar if `progress`; returns (carry, losses).
+    Stops with TrainingDiverged at the first chunk whose loss or parameters are not finite."""
     idx, keys = plan
     if mesh is not None:
         idx, keys = np.asarray(idx), np.asarray(keys)
     losses = []
-    for s0, s1 in bounds:
-        i, k = idx[s0:s1], keys[s0:s1]
-        if mesh is not None:  # each process transfers only the columns of idx its devices hold
-            i, k = dist.put_sharded(i, mesh, axis=1), dist.put_replicated(k, mesh)
-        carry, chunk_losses, finite = run_chunk(*carry, *data, i, k)
-        chunk_losses = np.asarray(chunk_losses)
-        bad = np.flatnonzero(~np.isfinite(chunk_losses))
-        if bad.size or not bool(finite):
-            what = (f"the loss became {chunk_losses[bad[0]]} at epoch {where['epoch']}, step "
-                    f"{s0 + int(bad[0]) + 1} of {where['steps']}" if bad.size else
-                    f"a parameter became NaN or infinite at epoch {where['epoch']}, steps {s0 + 1}-{s1} "
-                    f"of {where['steps']}")
-            raise TrainingDiverged(
-                f"{fn}: {what}; training stopped ({where['kept']}). The data was checked (finite, "
-                "labels in range), so the updates diverged: try a smaller learning rate, a warm-up or "
-                "gradient clipping."
-            )
-        losses.append(chunk_losses)
-        if bar is not None:
-            bar.update(s1 - s0)
-            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}")
+    with _progress_bar(progress, where) as bar:
+        for s0, s1 in bounds:
+            i, k = idx[s0:s1], keys[s0:s1]
+            if mesh is not None:  # each process transfers only the columns of idx its devices hold
+                i, k = dist.put_sharded(i, mesh, axis=1), dist.put_replicated(k, mesh)
+            carry, chunk_losses, finite = run_chunk(*carry, *data, i, k)
+            chunk_losses = np.asarray(chunk_losses)
+            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            if bad.size or not bool(finite):
+                raise TrainingDiverged(_diverged(fn, where, chunk_losses, bad, s0, s1))
+            losses.append(chunk_losses)
+            if bar is not None:
+                bar.update(s1 - s0)
+                bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}")
     return carry, np.concatenate(losses)
+
+
+def _diverged(fn, where, chunk_losses, bad, s0, s1) -> str:
+    """TrainingDiverged's message: where the loss (or a parameter) stopped being finite, and why."""
+    what = (f"the loss became {chunk_losses[bad[0]]} at epoch {where['epoch']}, step "
+            f"{s0 + int(bad[0]) + 1} of {where['steps']}" if bad.size else
+            f"a parameter became NaN or infinite at epoch {where['epoch']}, steps {s0 + 1}-{s1} "
+            f"of {where['steps']}")
+    return (f"{fn}: {what}; training stopped ({where['kept']}). The data was checked (finite, labels in "
+            "range), so the updates diverged: try a smaller learning rate, a warm-up or gradient clipping.")
 
 
 def _quiet(*args, **kwargs):
     pass
 
 
-def _progress_bar(progress, steps, epoch, epochs):
+def _progress_bar(progress, where):
+    """The epoch's tqdm bar (closed on leaving a `with`), or a context that gives None."""
     if not progress:
-        return None
+        return contextlib.nullcontext()
     from tqdm.auto import tqdm
 
-    return tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="it", leave=False)
+    desc = f"epoch {where['epoch']}/{where['epochs']}"
+    return tqdm(total=where["steps"], desc=desc, unit="it", leave=False)
 
 
 def _checkpoint(out_dir, epoch, steps, carry, loop_key, settings, run, history):
@@ -226,8 +238,9 @@ def fit(
 
     devices: None trains on the default device. An int N, 'all', a list of devices or a Mesh
     with one axis 'data' (see `fnnet.distributed`) splits every batch over those devices, with
-    params, state and optimizer state replicated; the results are those of one device, within
-    float tolerance, and checkpoints resume on any device count. Across processes (after
+    params, state and optimizer state replicated; each step's results are those of one device
+    within float32 rounding (over a run ReLU can amplify it: see `fnnet.distributed`), and
+    checkpoints resume on any device count. Across processes (after
     `fnnet.distributed.initialize`) only process 0 prints and writes files; every process reads
     the checkpoint it resumes from, so out_dir must be on a shared filesystem.
     """
@@ -251,17 +264,9 @@ def fit(
     lock = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, fn=fn) if writes else None
     with lock if lock is not None else contextlib.nullcontext():  # the folder is ours until the end
         start, kept = 0, None
-        if out_dir is not None:
-            restored = _restore(fn, out_dir, log, d.settings, info, trees) if resume else None
-            if restored is not None:
-                *trees, loop_key, history, start, kept = restored
-                if start > epochs:
-                    raise ValueError(
-                        f"{fn}: the run in {out_dir} has done {start} epochs ({kept}); resuming it with "
-                        f"epochs={epochs} would leave its metrics.json describing fewer epochs than it "
-                        "holds. "
-                        f"Resume with epochs >= {start}, or evaluate {kept} as it is"
-                    )
+        restored = _restore(fn, out_dir, log, d.settings, info, trees, epochs) if resume else None
+        if restored is not None:
+            *trees, loop_key, history, start, kept = restored
         if lock is not None:
             claim_run_dir(lock)
         carry = dist.put_replicated(tuple(trees), mesh)  # a copy: the chunks donate their inputs
@@ -269,15 +274,11 @@ def fit(
         outputs = {"run": info, **d.settings} if info is not None else d.settings
 
         for epoch in range(start + 1, epochs + 1):
-            bar = _progress_bar(progress, d.steps, epoch, epochs)
-            where = {"epoch": epoch, "steps": d.steps, "kept": f"{kept} is kept" if kept else "no checkpoint"}
+            where = {"epoch": epoch, "epochs": epochs, "steps": d.steps,
+                     "kept": f"{kept} is kept" if kept else "no checkpoint"}
             plan = epoch_plan(loop_key, epoch - 1, d.n, d.steps, batch_size)
             t0 = time.perf_counter()
-            try:
-                carry, losses = _run_epoch(fn, run_chunk, carry, d.train, plan, d.bounds, where, bar, mesh)
-            finally:
-                if bar is not None:
-                    bar.close()
+            carry, losses = _run_epoch(fn, run_chunk, carry, d.train, plan, d.bounds, where, progress, mesh)
             ips = d.steps * batch_size / (time.perf_counter() - t0)
             train_acc = accuracy(count, carry[0], carry[1], d.train_eval)
             test_acc = None if d.test_eval is None else accuracy(count, carry[0], carry[1], d.test_eval)

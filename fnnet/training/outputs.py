@@ -16,6 +16,7 @@ import datetime
 import fcntl
 import json
 import os
+import re
 import warnings
 
 import jax
@@ -61,8 +62,7 @@ def lock_run_dir(out_dir, *, fn: str = "lock_run_dir"):
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read(200).strip() or "pid unknown"
+        holder = _holder(lock)
         lock.close()
         raise RunFolderError(f"{fn}: {out_dir} is in use by another fnnet run ({holder}); wait for it to "
                              "end or choose another --out") from None
@@ -73,6 +73,42 @@ def lock_run_dir(out_dir, *, fn: str = "lock_run_dir"):
         lock.close()
         raise
     return lock
+
+
+def _flock_holder(lock) -> int | None:
+    """The pid that the kernel lists (Linux: /proc/locks) as holding a flock on the open file
+    `lock`, or None where it cannot tell."""
+    st = os.fstat(lock.fileno())
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", "rb") as f:
+            table = f.read(2**20).decode("ascii", "replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"; "->" marks a waiter
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == inode and parts[4].isdigit():
+            return int(parts[4]) or None  # 0: a process outside this pid namespace
+    return None
+
+
+def _holder(lock) -> str:
+    """Who holds the run folder's lock, for the refusal. The file says what `claim_run_dir` wrote,
+    but a run writes it only once it really starts: until then the file still names the previous
+    run, a process that has ended. So the words are shown only for the pid that the kernel says
+    holds the lock (or, where the kernel cannot tell, a pid that is still running)."""
+    from fnnet.io import _pid_alive
+
+    lock.seek(0)
+    text = lock.read(200).strip()
+    m = re.fullmatch(r"pid (\d+), started [0-9T:+.-]+", text)
+    written = int(m.group(1)) if m else None
+    kernel = _flock_holder(lock)
+    if kernel is not None:
+        return text if kernel == written else f"pid {kernel}, which has not recorded its start yet"
+    if written is not None and _pid_alive(written):
+        return text
+    return "a run that has not recorded its pid yet"
 
 
 def claim_run_dir(lock) -> None:
