@@ -232,7 +232,9 @@ def test_concat_joins_the_channels_and_its_backward_sums_the_branches_gradients(
 
 
 @pytest.mark.parametrize("make, shape", [(resnet_small, (2, 5, 5)), (inception_small, (2, 6, 6))])
-@pytest.mark.parametrize("train", [True, False])
+# Inference (Batch Norm's running statistics) is slow here; its backward is checked layer by layer in
+# tests/test_normalization.py.
+@pytest.mark.parametrize("train", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_residual_and_concat_nets_pass_all_three_ways(make, shape, train):
     net = make()
     params, state = _params(net, shape)
@@ -261,6 +263,7 @@ def _skip_forgotten(block):
     return block._replace(backward=lambda cache, dy: F.backward(cache[0], dy))
 
 
+@pytest.mark.slow  # the fast tier: a wrong backward inside serial (tests/test_serial_gradcheck.py)
 def test_a_wrong_backward_inside_a_branch_fails_the_check():
     leaky = Relu()._replace(backward=lambda cache, dy: (dy, {}))  # forgets the mask
     bad_gap = GlobalAveragePooling()._replace(  # forgets to divide by H*W
@@ -334,6 +337,7 @@ def _same_files(a, b, names=("params.npz", "state.npz")):
                 np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name}: {k}")
 
 
+@pytest.mark.slow  # trains three times; the fast tier: the concat net below, and resume in test_training
 def test_a_residual_net_trains_resumes_exactly_and_evaluates_from_the_cli(netfile, capsys):
     spec = f"{netfile}:res"
     assert _train("--model", spec, "--epochs", "2", "--out", "full") == 0

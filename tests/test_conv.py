@@ -125,7 +125,8 @@ def test_reference_convolution_caches_the_books_im2col():
     np.testing.assert_array_equal(np.asarray(y), np.asarray(out.reshape(1, 4, 4, 3).transpose(0, 3, 1, 2)))
 
 
-@pytest.mark.parametrize("shape,f,stride,pad", [GEOMETRIES[0], ((4, 2, 7, 9), (3, 5), 2, 1)])
+@pytest.mark.parametrize("shape,f,stride,pad",
+                         [GEOMETRIES[0], pytest.param((4, 2, 7, 9), (3, 5), 2, 1, marks=SLOW)])
 def test_convolution_in_batch_chunks(shape, f, stride, pad):
     """Large layers run the batch in chunks (lax.map / lax.scan) and rebuild colT in backward:
     forced here with tiny limits, the chunked kernel gives the unchunked and the reference results

@@ -97,6 +97,7 @@ def test_simple_convnet_gradient_matches_jax_grad_and_numerical(impl):
     record(rel_error(g, ref), err_num)
 
 
+@pytest.mark.slow  # stride 2 and padding: layer by layer in tests/test_conv.py (GEOMETRIES)
 @pytest.mark.parametrize("impl", IMPLS)
 def test_simple_convnet_gradient_with_stride_2_and_pad(impl):
     cp = {"filter_num": 4, "filter_size": 4, "pad": 2, "stride": 2}

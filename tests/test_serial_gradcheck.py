@@ -75,7 +75,8 @@ def test_readme_lenet5_agrees_with_jax_vjp_and_jit_exactly_where_differences_mee
     assert not report.problems
 
 
-@pytest.mark.parametrize("train", [True, False])
+# Inference is slow here; Batch Norm's inference backward is checked in tests/test_normalization.py.
+@pytest.mark.parametrize("train", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_conv_batchnorm_dropout_net_passes_all_three_ways(train):
     net = conv_bn_dropout()
     params, state = _params(net, (2, 6, 6))
