@@ -48,8 +48,9 @@ def test_one_compile_cache_outside_the_repository_reaches_the_processes_tests_st
 
 
 def test_the_fast_tier_compiles_quickly_and_the_pages_run_at_xla_defaults(pytestconfig, monkeypatch):
-    fast = re.search(r"\bnot\s+slow\b", pytestconfig.getoption("markexpr") or "")
-    assert (FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", "")) == bool(fast)
+    if re.search(r"\bnot\s+slow\b", pytestconfig.getoption("markexpr") or ""):
+        # FAST_COMPILE_FLAG, unless the XLA_FLAGS this session was started with names a level itself
+        assert "--xla_backend_optimization_level=" in os.environ.get("XLA_FLAGS", "")
     monkeypatch.setenv("XLA_FLAGS", f"--xla_force_host_platform_device_count=2 {FAST_COMPILE_FLAG}")
     assert page_env()["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     monkeypatch.setenv("XLA_FLAGS", FAST_COMPILE_FLAG)
