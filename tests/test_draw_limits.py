@@ -225,8 +225,6 @@ def _answer(sock, timeout=10) -> bytes:
     return data
 
 
-@pytest.mark.slow
-@pytest.mark.own_process
 def test_half_sent_headers_are_dropped_after_the_timeout_and_others_are_served(monkeypatch, capfd):
     """Slowloris at small scale: five connections stall in their headers, one in its body. A normal
     request is answered meanwhile; the stalled ones are closed after the deadline (2 s), the slow
@@ -257,8 +255,6 @@ def test_half_sent_headers_are_dropped_after_the_timeout_and_others_are_served(m
     assert len(err.splitlines()) <= 3 and "Traceback" not in err, err
 
 
-@pytest.mark.slow
-@pytest.mark.own_process
 def test_connections_beyond_the_cap_are_refused_at_once(monkeypatch, capfd):
     """Eight idle connections fill the cap; 200 more are answered 503 (or reset) at once, long
     before the header deadline, with one log line; when the eight go, requests are served again."""
