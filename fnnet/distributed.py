@@ -47,6 +47,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import select
 import selectors
 import socket
 import sys
@@ -658,9 +659,9 @@ class _Link:
         threading.Thread(target=self._watch, name="fnnet-distributed-link", daemon=True).start()
         atexit.register(self.leave)
 
-    def stop(self, what: str) -> None:
+    def stop(self, what: str, gone: int | None = None) -> None:
         """Print one line and end this process at once (no unwinding: JAX's shutdown would wait for
-        the process that is gone, then abort)."""
+        the process that is gone, then abort). Process 0 first outlives the others (`_outlive`)."""
         with self.stopping:  # one line, even if the watcher and the main thread both get here
             for stream in (sys.stdout, sys.stderr):
                 try:
@@ -669,14 +670,43 @@ class _Link:
                     pass
             _warn(f"fnnet.distributed: {what} (this is process {self.me} of {self.n} at the coordinator "
                   f"{self.coordinator}; exit status {EXIT_PEER_LOST})")
+            if self.me == 0:
+                self._outlive(gone)
             os._exit(EXIT_PEER_LOST)
+
+    def _outlive(self, gone: int | None, within: float = 5.0) -> None:
+        """Process 0 hosts JAX's coordination service: were it to end first, the JAX client of a
+        process still running would see the service gone and print a C++ error trace before its own
+        line. So process 0 closes its side of each connection (the others stop when they read that)
+        and waits, at most `within` seconds, until their connections close too."""
+        waiting = {i: c for i, c in self.conns.items() if i != gone}
+        for conn in waiting.values():
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        end = time.monotonic() + within
+        while waiting and time.monotonic() < end:
+            try:
+                ready, _, _ = select.select(list(waiting.values()), [], [], _POLL_S)
+            except (OSError, ValueError):
+                return
+            for conn in ready:
+                try:
+                    data = conn.recv(4096)
+                except (BlockingIOError, TimeoutError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    waiting = {i: c for i, c in waiting.items() if c is not conn}
 
     def lost(self, i: int, why: str = "stopped before the run was over (it died, was killed or gave up)"):
         """Process `i` is gone: tell the others (from process 0) and stop."""
         if self.me == 0:
             self.broadcast(f"lost {i}")
         who = "process 0 (the coordinator)" if i == 0 else f"process {i}"
-        self.stop(f"{who} {why}, so this process stops too")
+        self.stop(f"{who} {why}, so this process stops too", gone=i)
 
     def broadcast(self, line: str) -> None:
         with self.sending:

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,6 +215,25 @@ _LOG_FILTER = _one_line_per_kind()
 _LOGGERS = ("uvicorn", "uvicorn.error", "asyncio")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to sys.stderr as it is when the record comes. uvicorn's own logging
+    configuration binds its handlers to the sys.stderr of the moment it starts, which outlives a
+    replaced stream (a test's captured output, closed once the test ends)."""
+
+    stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+
+def _log_to_stderr() -> None:
+    """One `_StderrHandler` ('LEVEL: message') on the server's loggers, which stop there."""
+    for name in ("uvicorn", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _protocol(max_connections: int, timeout: float):
     """uvicorn's h11 protocol with a connection cap and a deadline for each request's headers.
 
@@ -299,9 +319,10 @@ def serve(classifier, *, host: str = "127.0.0.1", port: int = 8000, max_body_byt
         reason = os.strerror(e.errno) if isinstance(e.errno, int) and e.errno > 0 else e.strerror or str(e)
         raise OSError(f"fnnet.web.serve: cannot listen on {host}:{port}: {reason}") from e
     with sock:
-        config = uvicorn.Config(app, log_level="warning", http=_protocol(max_connections, timeout),
-                                timeout_keep_alive=min(5, timeout),
+        config = uvicorn.Config(app, log_level="warning", log_config=None,
+                                http=_protocol(max_connections, timeout), timeout_keep_alive=min(5, timeout),
                                 h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+        _log_to_stderr()
         for name in _LOGGERS:
             logging.getLogger(name).addFilter(_LOG_FILTER)
         server = uvicorn.Server(config)
