@@ -75,7 +75,8 @@ document_fields(
     probabilities="probabilities(images (N, 1, 28, 28) float32 in [0, 1]) -> np.ndarray (N, 10), "
                   "each row summing to 1.",
     feature_maps="feature_maps(images) -> the first convolution's output (N, FN, OH, OW) before its "
-                 "activation, or None for a network without convolutions.",
+                 "activation, for any network whose layer stack begins with a convolution (built-in, "
+                 "LeNet or your own serial net); None for one that does not (an MLP).",
 )
 
 
@@ -321,27 +322,39 @@ def _three_layer_net(path: str) -> Classifier:
 
 
 def _conv_prefix(net):
-    """The layers of `net` up to its first Convolution, as a serial (params named as in `net`), or None."""
+    """The layers of `net` (a Block, or None) up to its first Convolution, as a serial with params
+    named as in `net`; None when a layer with weights comes first (an MLP starts with Affine; a
+    residual or concat is not looked into) or there is no net."""
     from fnnet.layers import serial
 
-    layers = net.layers or (net,)
-    for i, layer in enumerate(layers):
+    if net is None:
+        return None
+    for i, layer in enumerate(net.layers or (net,)):
         if layer.name.startswith("Convolution"):
-            return serial(*layers[: i + 1])
+            return serial(*(net.layers or (net,))[: i + 1])
+        if layer.kind in ("weights", "residual", "concat"):
+            return None
     return None
 
 
-def _net(name: str, cfg: dict):
-    """The layer stack of a built-in convolutional model with configuration `cfg`, or None."""
-    from fnnet.layers import conv_fast
-    from fnnet.models import deep_convnet, simple_convnet
+def _feature_maps(model_obj, params, state) -> Callable:
+    """feature_maps(images) for `Classifier`: the output of the first convolution of the model's layer
+    stack (`Model.net`), (N, FN, OH, OW) before its activation; None for every call when the stack
+    does not begin with a convolution or the model has none (a `Model` written by hand)."""
+    import jax
 
-    impl = conv_fast.resolve()
-    if name == "simple_convnet":
-        return simple_convnet.net(cfg.get("conv_param"), cfg.get("hidden_size", 100), CLASSES, conv_impl=impl)
-    if name == "deep_convnet":
-        return deep_convnet.net(cfg.get("hidden_size", 50), CLASSES, conv_impl=impl)
-    return None
+    prefix = _conv_prefix(model_obj.net)
+    if prefix is None:
+        return lambda images: None
+    in_shape = tuple(model_obj.input_shape)
+
+    @jax.jit
+    def maps(p, s, x):
+        x = x.reshape((x.shape[0],) + in_shape)
+        return prefix.forward({k: p[k] for k in prefix.param_names}, x,
+                              {k: s[k] for k in prefix.state_names}, train=False)[0]
+
+    return _batched(lambda x: maps(params, state, x))
 
 
 def load_classifier(path, model: str | None = None, *, trust: bool = False) -> Classifier:
@@ -429,13 +442,5 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
     def probs(p, s, x):
         return softmax(model_obj.apply(p, s, x.reshape((x.shape[0],) + in_shape), train=False)[0])
 
-    feature_maps = lambda images: None  # noqa: E731
-    prefix = _conv_prefix(_net(name, cfg)) if name in CONV_MODELS else None
-    if prefix is not None:
-        @jax.jit
-        def maps(p, s, x):
-            return prefix.forward({k: p[k] for k in prefix.param_names}, x,
-                                  {k: s[k] for k in prefix.state_names}, train=False)[0]
-
-        feature_maps = _batched(lambda x: maps(params, state, x))
-    return Classifier(f"{name} ({path})", _batched(lambda x: probs(params, state, x)), feature_maps)
+    return Classifier(f"{name} ({path})", _batched(lambda x: probs(params, state, x)),
+                      _feature_maps(model_obj, params, state))

@@ -11,6 +11,7 @@ no digit) is one line on stderr; the others are still predicted, and the exit st
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -53,8 +54,9 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true",
                    help='print [{"image": PATH, "label": D, "probabilities": [10 floats]}, ...] instead')
     p.add_argument("--show", default=None, metavar="OUT.png",
-                   help=f"write a figure: each input, its 28x28 preparation and the probabilities "
-                   f"(the first {MAX_SHOWN} images); not one of the images")
+                   help=f"write a figure: each input, its 28x28 preparation, the probabilities and, for "
+                   f"a network that begins with a convolution, that layer's feature maps (the first "
+                   f"{MAX_SHOWN} images); not one of the images")
     add_debug(p)
     return p
 
@@ -76,9 +78,32 @@ def _thumbnail(grey):
     return np.asarray(img)
 
 
+def feature_mosaic(maps):
+    """One (H, W) float image of feature maps (FN, OH, OW): the maps in a near-square grid, row by row,
+    each scaled to [0, 1] by its own min and max (as the draw page shows them), NaN in the one-pixel
+    gaps between them and in the unused tiles."""
+    import numpy as np
+
+    maps = np.asarray(maps, np.float64)
+    if maps.ndim != 3 or 0 in maps.shape:
+        raise ValueError(f"feature_mosaic: maps must have shape (FN, OH, OW) with FN, OH, OW >= 1, "
+                         f"got {maps.shape}")
+    n, h, w = maps.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
+    for k, m in enumerate(maps):
+        lo, span = m.min(), np.ptp(m)
+        r, c = divmod(k, cols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = (m - lo) / span if span > 0 else 0.0
+    return out
+
+
 def save_predictions_figure(rows, path) -> None:
     """A PNG at `path`, one row per (name, input greyscale (H, W), prepared (1, 28, 28), probabilities
-    (10,)): the input, the 28x28 image the network sees and the ten probabilities as bars."""
+    (10,), first convolution's feature maps (FN, OH, OW) or None): the input, the 28x28 image the
+    network sees, the ten probabilities as bars and, for a network that begins with a convolution,
+    its feature maps (`feature_mosaic`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -86,15 +111,18 @@ def save_predictions_figure(rows, path) -> None:
 
     from fnnet.plots import save_figure
 
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 1.9 * len(rows)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 2.2]})
-    for (name, grey, prepared, probs), (a_in, a_prep, a_bar) in zip(rows, axes, strict=True):
+    with_maps = any(row[4] is not None for row in rows)
+    ratios = [1, 1, 2.2] + ([1.4] if with_maps else [])
+    fig, axes = plt.subplots(len(rows), len(ratios), figsize=(7.5 + 2.6 * with_maps, 1.9 * len(rows)),
+                             squeeze=False, gridspec_kw={"width_ratios": ratios})
+    greys = plt.get_cmap("gray").with_extremes(bad="white")
+    for (name, grey, prepared, probs, maps), (a_in, a_prep, a_bar, *a_maps) in zip(rows, axes, strict=True):
         best = int(probs.argmax())
         a_in.imshow(grey, cmap="gray", vmin=0, vmax=1)
         a_in.set_title(os.path.basename(name)[:28], fontsize=8)
         a_prep.imshow(prepared[0], cmap="gray", vmin=0, vmax=1)
         a_prep.set_title("28x28 input", fontsize=8)
-        for a in (a_in, a_prep):
+        for a in (a_in, a_prep, *a_maps):
             a.set_xticks([])
             a.set_yticks([])
         a_bar.bar(range(10), probs, color=["tab:red" if d == best else "tab:gray" for d in range(10)])
@@ -102,6 +130,12 @@ def save_predictions_figure(rows, path) -> None:
         a_bar.set_ylim(0, 1)
         a_bar.tick_params(labelsize=7)
         a_bar.set_title(f"{best} (p={probs[best]:.2f})", fontsize=8)
+        for a in a_maps:
+            if maps is None:
+                a.set_axis_off()
+                continue
+            a.imshow(feature_mosaic(maps), cmap=greys, vmin=0, vmax=1, interpolation="nearest")
+            a.set_title(f"{len(maps)} feature maps", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -171,5 +205,8 @@ def run(args, parser) -> int:
         if len(names) > MAX_SHOWN:
             print(f"fnnet predict: --show draws the first {MAX_SHOWN} of the {len(names)} images",
                   file=sys.stderr)
-        save_predictions_figure(list(zip(names, thumbs, prepared, probs, strict=False)), args.show)
+        shown = np.stack(prepared[:MAX_SHOWN])
+        maps = classifier.feature_maps(shown)
+        maps = [None] * len(shown) if maps is None else list(maps)
+        save_predictions_figure(list(zip(names, thumbs, shown, probs, maps, strict=False)), args.show)
     return 1 if failed else 0

@@ -757,6 +757,7 @@ class Model(NamedTuple):
     apply: Callable
     loss_and_grad: Callable
     input_shape: tuple
+    net: Block | None = None
 
 
 document_fields(
@@ -765,6 +766,8 @@ document_fields(
     apply="apply(params, state, x, train=False, key=None) -> (scores (N, classes), state).",
     loss_and_grad="loss_and_grad(params, state, x, t, key) -> (loss, grads, state), in training mode.",
     input_shape="The shape of one sample, without N: (784,), (1, 28, 28).",
+    net="The layer stack it was built from (`sequential` gives it), or None: what `fnnet.inference` "
+        "runs up to the first convolution for the feature maps.",
 )
 
 
@@ -802,7 +805,7 @@ def sequential(net, input_shape) -> Model:
     def loss_and_grad(params, state, x, t, key=None):
         return net_loss_and_grad(net, params, state, x.reshape((x.shape[0],) + input_shape), t, key=key)
 
-    return Model(init, apply, loss_and_grad, input_shape)
+    return Model(init, apply, loss_and_grad, input_shape, net)
 
 
 def net_loss_and_grad(net, params, state, x, t, *, train=True, key=None):

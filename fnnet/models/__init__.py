@@ -16,6 +16,7 @@ The `Model` contract, all that `fnnet.training.fit`, `evaluate`, the experiments
     scores, state = m.apply(params, state, x, train=False, key=None)  # x (N,) + m.input_shape
     loss, grads, state = m.loss_and_grad(params, state, x, t, key)   # training mode, by hand
     m.input_shape                                                     # per sample: (1, 28, 28), (784,)
+    m.net                                                             # its layer stack (a Block), or None
 
 - `state` holds what gradients do not train (Batch Norm running statistics), `{}` if nothing;
   functions return the new state and never keep one.
