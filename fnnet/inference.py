@@ -23,6 +23,7 @@ parameters than its params file has bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,8 @@ CONV_MODELS = ("simple_convnet", "deep_convnet")
 MODELS = ("two_layer_net", "multi_layer_net", "simple_convnet", "deep_convnet", "three_layer_net")
 BATCH = 500  # images per forward pass: at most two compiled shapes for any number of images
 FN = "load_classifier"
+MAX_SHAPES_READ = 1000  # arrays of an .npz whose headers a wrong-model hint reads
+MAX_SHAPES_SHOWN = 10  # weights a wrong-model hint names
 
 
 class Classifier(NamedTuple):
@@ -273,6 +276,141 @@ def guess_model(params: dict, path: str, fn: str = FN) -> str:
                      f"pass model= one of {', '.join(MODELS)} (--model)")
 
 
+def _file_shapes(path: str, loaded: dict | None = None) -> dict | None:
+    """{name: shape} of the top-level arrays of a params file: `loaded` (a pickle already read), or an
+    .npz's array headers, read without their values; None for a checkpoint or a file that cannot
+    be read so (the error being reported says why)."""
+    import zipfile
+
+    from fnnet.io import MAX_PARAMS_BYTES, TREE_KEY, ZIP_MAGIC, open_regular
+
+    if loaded is not None:
+        return {k: tuple(np.shape(v)) for k, v in loaded.items() if isinstance(v, np.ndarray)}
+    shapes = {}
+    try:
+        f, _ = open_regular(path, fn=FN, what="parameter file", max_bytes=MAX_PARAMS_BYTES)
+        with f:
+            if f.read(2) != ZIP_MAGIC:
+                return None
+            f.seek(0)
+            with zipfile.ZipFile(f) as z:
+                for info in z.infolist()[:MAX_SHAPES_READ]:
+                    key = info.filename.removesuffix(".npy")
+                    if key == info.filename or key == TREE_KEY or "/" in key:
+                        continue
+                    with z.open(info) as member:
+                        version = np.lib.format.read_magic(member)
+                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                            else np.lib.format.read_array_header_2_0
+                        shapes[key] = tuple(read(member)[0])
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return shapes
+
+
+def _fits_chain(shapes: dict) -> bool:
+    """Whether the arrays are chapter 3's network on 28x28 digits: W1 (784, a), b1 (a,), ..., Wk (z, 10)."""
+    n = sum(1 for k in shapes if k.startswith("W"))
+    if n == 0 or set(shapes) != {f"{p}{i}" for p in "Wb" for i in range(1, n + 1)}:
+        return False
+    w = [shapes[f"W{i}"] for i in range(1, n + 1)]
+    if any(len(s) != 2 for s in w):
+        return False
+    sizes = [math.prod(IMAGE_SHAPE)] + [s[1] for s in w]
+    return sizes[-1] == CLASSES and all(w[i] == (sizes[i], sizes[i + 1]) and shapes[f"b{i + 1}"] ==
+                                        (sizes[i + 1],) for i in range(n))
+
+
+def _fitting_models(shapes: dict, run: dict, pickled: bool) -> list:
+    """The models of `MODELS` whose parameters on 28x28 digits have exactly these names and shapes:
+    the run's recorded model with its recorded configuration, the others with the configuration
+    their shapes give (`config_from_shapes`). Chapter 3's network is considered for a pickle only
+    (training never writes one); the recorded model, or for a pickle the book's, comes first."""
+    import jax
+
+    from fnnet.models import get_model
+
+    stand_ins = {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
+    recorded = run.get("model")
+    fits = []
+    for name in MODELS:
+        if name == "three_layer_net":
+            if pickled and _fits_chain(shapes):
+                fits.append(name)
+            continue
+        cfg = run.get("config") if name == recorded else None
+        cfg = dict(cfg) if isinstance(cfg, dict) else config_from_shapes(name, stand_ins)
+        if name == "multi_layer_net" and "gamma1" in shapes:
+            cfg["use_batchnorm"] = True
+        shape = IMAGE_SHAPE if name in CONV_MODELS else (math.prod(IMAGE_SHAPE),)
+        try:
+            built = jax.eval_shape(get_model(name, shape, CLASSES, **cfg).init, jax.random.PRNGKey(0))[0]
+        except (TypeError, ValueError):
+            continue
+        if {k: tuple(v.shape) for k, v in built.items()} == shapes:
+            fits.append(name)
+    first = recorded
+    if first not in fits and pickled:
+        try:
+            first = guess_model(stand_ins, path="", fn=FN)
+        except ValueError:
+            first = None
+    return sorted(fits, key=lambda m: m != first)
+
+
+def _held(shapes: dict) -> str:
+    """'W1 (30, 1, 5, 5), W2 (4320, 100), W3 (100, 10)': the weights of a params file, for a message."""
+    def order(k):
+        base = k.rstrip("0123456789")
+        return base, int(k[len(base):] or 0)
+
+    names = sorted((k for k in shapes if k.startswith("W")), key=order) or sorted(shapes, key=order)
+    text = ", ".join(f"{k} {shapes[k]}" for k in names[:MAX_SHAPES_SHOWN])
+    return text + (", ..." if len(names) > MAX_SHAPES_SHOWN else "")
+
+
+def wrong_model_hint(path: str, name: str, run: dict, loaded: dict | None = None) -> str | None:
+    """What to try when the parameters in `path` do not fit the model `name`: the built-in models
+    whose names and shapes they hold ('these parameters (W1 (30, 1, 5, 5), ...) look like
+    simple_convnet: try model='simple_convnet' (--model simple_convnet)'), or the code the run's
+    metrics.json names. None when they fit `name` (the error is another) or nothing can be said.
+    `run`: the run description beside the file ({} for a pickle); `loaded`: a pickle already read."""
+    from fnnet.models.user import is_spec, normalize_spec
+
+    shapes = _file_shapes(path, loaded)
+    if not shapes:
+        return None
+    fits = _fitting_models(shapes, run, loaded is not None)
+    if name in fits:
+        return None
+    if fits:
+        return (f"these parameters ({_held(shapes)}) look like {' or '.join(fits)}: try model={fits[0]!r} "
+                f"(--model {fits[0]})")
+    recorded = run.get("model")
+    if isinstance(recorded, str) and is_spec(recorded) and not (is_spec(name) and normalize_spec(name) ==
+                                                                normalize_spec(recorded)):
+        return (f"its metrics.json names the network {recorded}: to load it, pass trust=True (--trust-run) "
+                "instead of model= (--model) if you trust that code")
+    if is_spec(name):
+        return None
+    return (f"these parameters ({_held(shapes)}) fit none of {', '.join(MODELS)}: if they are your own "
+            "network, pass model= path/to/file.py:attr or package.module:attr (--model)")
+
+
+@contextlib.contextmanager
+def _suggesting_model(path: str, name: str, run: dict, loaded: dict | None):
+    """Re-raise a ValueError about parameters that do not fit `name` with `wrong_model_hint` added."""
+    try:
+        yield
+    except UntrustedCodeError:
+        raise
+    except ValueError as e:
+        hint = wrong_model_hint(path, name, run, loaded)
+        if hint is None:
+            raise
+        raise ValueError(f"{' '.join(str(e).split())}; {hint}") from None
+
+
 def config_from_shapes(name: str, params: dict) -> dict:
     """The configuration of the book's pickled weights, read from their shapes."""
     shape = {k: tuple(np.shape(v)) for k, v in params.items()}
@@ -385,7 +523,7 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
     if not os.path.exists(path):
         raise FileNotFoundError(f"{FN}: no such file: {path}")
     pickled = path.endswith(".pkl")
-    cfg, run, recorded_shape = {}, {}, None
+    cfg, run, recorded_shape, loaded = {}, {}, None, None
     if pickled:
         loaded = load_params(path)
         if not isinstance(loaded, dict):
@@ -404,8 +542,10 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
             raise UntrustedCodeError(metrics_path(path), name)
         if name == recorded and isinstance(run.get("config"), dict):
             cfg = run["config"]
+    suggesting = lambda: _suggesting_model(path, name, run, loaded)  # noqa: E731
     if name == "three_layer_net":
-        return _three_layer_net(path)
+        with suggesting():
+            return _three_layer_net(path)
     recorded = run.get("model")
     same_run = isinstance(recorded, str) and (name == recorded or is_spec(name) and is_spec(recorded)
                                               and normalize_spec(name) == normalize_spec(recorded))
@@ -418,8 +558,9 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
         try:
             model_obj = get_model(name, shape, CLASSES, **cfg)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{FN}: {path}: {name} cannot be built with {cfg} for input {tuple(shape)}: "
-                             f"{' '.join(str(e).split())}") from None
+            with suggesting():
+                raise ValueError(f"{FN}: {path}: {name} cannot be built with {cfg} for input {tuple(shape)}: "
+                                 f"{' '.join(str(e).split())}") from None
     else:
         raise ValueError(f"{FN}: {path} was trained on the model {name!r}, which fnnet cannot rebuild by "
                          "name; pass model= package.module:attr or path/to/file.py:attr naming that network")
@@ -430,13 +571,15 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
                          "prepared as 28x28 images; use a network trained on MNIST")
     # zeros of the shapes init would give: a template for the loaded arrays, without compiling init
     shapes = jax.eval_shape(model_obj.init, jax.random.PRNGKey(0))
-    check_param_count(shapes[0], path, fn=FN, what=f"{name}{' ' + str(cfg) if cfg else ''}")
+    with suggesting():
+        check_param_count(shapes[0], path, fn=FN, what=f"{name}{' ' + str(cfg) if cfg else ''}")
     params, state = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes)
     out = jax.eval_shape(lambda p, s, x: model_obj.apply(p, s, x)[0], params, state,
                          jax.ShapeDtypeStruct((1,) + in_shape, np.float32))
     if out.shape != (1, CLASSES):
         raise ValueError(f"{FN}: {path}: {name} gives {out.shape[1:]} scores per image, not {CLASSES} digits")
-    params, state = load_run_params(path, params, state, fn=FN)
+    with suggesting():
+        params, state = load_run_params(path, params, state, fn=FN)
 
     @jax.jit
     def probs(p, s, x):
