@@ -504,9 +504,10 @@ def load_classifier(path, model: str | None = None, *, trust: bool = False) -> C
     path/to/file.py:attr; by default the run's recorded model, or for a pickle the book's network
     its arrays fit. trust: import the code that the run's metrics.json names (your own network);
     without it, or the same spec as `model`, such a run raises `UntrustedCodeError`. Raises
-    ValueError (one line) for parameters that do not fit the model or do not take 28x28 images, or
-    a metrics.json out of bounds; FileNotFoundError (`no such file`) or OSError for a file that
-    cannot be read.
+    ValueError (one line) for parameters that do not fit the model (saying which model they fit,
+    `wrong_model_hint`) or do not take 28x28 images, or a metrics.json out of bounds;
+    FileNotFoundError (`no such file`) or OSError for a file that cannot be read. The classifier's
+    feature_maps come from the model's layer stack (`Model.net`) when it begins with a convolution.
     """
     import jax
 

@@ -1,12 +1,13 @@
 """`fnnet draw` in a real browser: headless Chromium draws a 7 and a 1 with the mouse and reads the
-page's prediction, using the book's trained SimpleConvNet.
+page's prediction, using the book's trained SimpleConvNet; and the feature maps a LeNet run shows.
 
 Needs the system's Chromium (Debian: apt-get install chromium), the playwright package (the dev
-extra; its own browser downloads are not used), the draw extra and FNNET_BOOK_WEIGHTS_DIR with
-params.pkl; skips, saying which is missing, otherwise. With FNNET_DRAW_SCREENSHOT=docs/draw.png
-the screenshot of the 7 is also written there.
+extra; its own browser downloads are not used), the draw extra and, but for the LeNet,
+FNNET_BOOK_WEIGHTS_DIR with params.pkl; skips, saying which is missing, otherwise. With
+FNNET_DRAW_SCREENSHOT=docs/draw.png the screenshot of the 7 is also written there.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -43,22 +44,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def draw_url(tmp_path_factory):
-    """`python -m fnnet.cli draw` with the book's SimpleConvNet on a free loopback port; yields its URL."""
-    folder = os.environ.get("FNNET_BOOK_WEIGHTS_DIR")
-    params = os.path.join(folder or "", "params.pkl")
-    if not folder or not os.path.isfile(params):
-        pytest.skip("FNNET_BOOK_WEIGHTS_DIR is not set or has no params.pkl: the test needs the book's "
-                    "trained SimpleConvNet to recognise drawn digits")
+@contextlib.contextmanager
+def serving(args, cwd, log):
+    """`python -m fnnet.cli draw ARGS` run in `cwd` on a free loopback port, its output in `log`;
+    yields its URL once the page answers, and stops it afterwards."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("draw-server") / "server.log"
-    cmd = [sys.executable, "-m", "fnnet.cli", "draw", "--params", "params.pkl", "--model", "simple_convnet",
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "fnnet.cli", "draw", *args, "--host", "127.0.0.1", "--port", str(port)]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    with open(log, "wb") as out:  # run in the weights folder, so the page names the model "(params.pkl)"
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 180
@@ -84,16 +79,49 @@ def draw_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(draw_url):
+def draw_url(tmp_path_factory):
+    """fnnet draw with the book's SimpleConvNet; yields its URL."""
+    folder = os.environ.get("FNNET_BOOK_WEIGHTS_DIR")
+    params = os.path.join(folder or "", "params.pkl")
+    if not folder or not os.path.isfile(params):
+        pytest.skip("FNNET_BOOK_WEIGHTS_DIR is not set or has no params.pkl: the test needs the book's "
+                    "trained SimpleConvNet to recognise drawn digits")
+    log = tmp_path_factory.mktemp("draw-server") / "server.log"
+    # run in the weights folder, so the page names the model "(params.pkl)"
+    with serving(["--params", "params.pkl", "--model", "simple_convnet"], folder, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def lenet_url(tmp_path_factory):
+    """fnnet draw --trust-run with a run of scripts/ch08_lenet5.py's LeNet (random weights); yields its
+    URL."""
+    from test_feature_maps import LENET5, make_spec_run
+
+    folder = tmp_path_factory.mktemp("lenet-run")
+    make_spec_run(folder / "lenet5-mnist", LENET5)
+    args = ["--params", "lenet5-mnist/params.npz", "--trust-run"]
+    with serving(args, folder, folder / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 760})
-            page.goto(draw_url)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, draw_url):
+    page = browser.new_page(viewport={"width": 1000, "height": 760})
+    page.goto(draw_url)
+    yield page
+    page.close()
 
 
 # Strokes in canvas pixels (the canvas is 280x280), each a list of points joined by straight moves.
@@ -147,6 +175,22 @@ def test_draw_a_7_then_a_1(page, tmp_path):
     assert page.locator("#label").inner_text().strip() == "\u2013"
     assert draw(page, ONE) == "1"
     page.screenshot(path=str(tmp_path / "draw-1.png"), full_page=True)
+
+
+def test_a_lenet_runs_first_convolution_maps_are_shown(browser, lenet_url):
+    page = browser.new_page(viewport={"width": 1000, "height": 760})
+    try:
+        page.goto(lenet_url)
+        expect(page.locator("#maps-section")).to_be_hidden()  # nothing drawn yet
+        draw(page, SEVEN)
+        maps = page.locator("#maps canvas")
+        assert maps.count() == 6  # LeNet's Convolution(6, 5, pad=2)
+        assert page.locator("#maps-section").is_visible()
+        assert [maps.nth(k).get_attribute("width") for k in (0, 5)] == ["28", "28"]  # 28x28 each (pad 2)
+        assert maps.nth(5).get_attribute("aria-label") == "Feature map 6 of 6"
+        assert page.locator("#model").inner_text().endswith("ch08_lenet5.py:lenet5 (lenet5-mnist/params.npz)")
+    finally:
+        page.close()
 
 
 def test_server_errors_are_shown(page):
