@@ -3,7 +3,7 @@
     python scripts/ch08_lenet5.py [--epochs 5] [--seed 0] [--data-dir DIR]
     fnnet train --model scripts/ch08_lenet5.py:lenet5 --optimizer adam --epochs 5
 
-LeCun et al.'s network (book section 8.2.1), with ReLU and max pooling as the book describes its
+LeCun et al.'s network (book section 7.7), with ReLU and max pooling as the book describes its
 modern form: conv 6@5x5 (pad 2) -> pool 2 -> conv 16@5x5 -> pool 2 -> Affine 120 -> 84 -> 10.
 Importing this file only builds `lenet5` (a `fnnet.layers.Block`); running it prints the network's
 summary, trains it with `fnnet.training.fit` (Adam, lr 0.001, batch 100, seed 0) and prints the
