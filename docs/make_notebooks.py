@@ -1,7 +1,8 @@
 """Generate docs/notebooks/chNN_*.ipynb from the chapter pages docs/chapters/chNN_*.md with jupytext.
 
 Each ```python block becomes a code cell; everything else (prose, ```text outputs, shell commands,
-figures) becomes markdown. The notebooks carry no outputs, timestamps or random cell ids, so the same
+figures) becomes markdown, less the site's link attributes (`{ download="..." }`), which Jupyter would
+show as text. The notebooks carry no outputs, timestamps or random cell ids, so the same
 pages always give the same bytes.
 
     python docs/make_notebooks.py           # write every notebook
@@ -11,6 +12,7 @@ pages always give the same bytes.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ DOCS = Path(__file__).resolve().parent
 CHAPTERS = DOCS / "chapters"
 NOTEBOOKS = DOCS / "notebooks"
 
+ATTRIBUTES = re.compile(r"\{:? *download=\"[^\"]*\" *\}")
 METADATA = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
@@ -57,7 +60,7 @@ def notebook_text(page: Path) -> str:
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(cell.source)
         else:
-            new = nbformat.v4.new_markdown_cell(cell.source)
+            new = nbformat.v4.new_markdown_cell(ATTRIBUTES.sub("", cell.source))
         new.id = f"{page.stem[:4]}-{i:03d}"
         out.cells.append(new)
     nbformat.validate(out)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["plot_curves", "save_figure"]
+__all__ = ["curves_figure", "plot_curves", "save_figure"]
 
 
 def plot_curves(history: dict, path) -> None:
     """Save a PNG with two panels: history['loss'] per iteration and history['train_acc'] /
     history['test_acc'] per epoch. Written atomically (temporary file, then os.replace)."""
+    save_figure(curves_figure(history), path)
+
+
+def curves_figure(history: dict):
+    """The figure of `plot_curves`, not saved. The epoch axis runs from 0 to the last epoch with whole
+    epochs as ticks, so a run of one or a few epochs reads as such."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -22,18 +28,21 @@ def plot_curves(history: dict, path) -> None:
     ax1.set_title("training loss")
     epochs = range(1, len(history.get("train_acc", [])) + 1)
     few = len(epochs) <= 30
-    ax2.plot(epochs, history.get("train_acc", []), marker="o" if few else None, label="train")
+    ax2.plot(epochs, history.get("train_acc", []), marker="o" if few else None, label="train",
+             clip_on=False)
     test = [a for a in history.get("test_acc", []) if a is not None]
     if test:
-        ax2.plot(range(1, len(test) + 1), test, marker="s" if few else None, linestyle="--", label="test")
-    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.plot(range(1, len(test) + 1), test, marker="s" if few else None, linestyle="--",
+                 label="test", clip_on=False)
+    ax2.set_xlim(0, max(len(epochs), len(test), 1))
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.set_ylim(0, 1.0)
     ax2.set_title("accuracy")
     ax2.legend(loc="lower right")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def save_figure(fig, path, dpi: int = 100, colors: int | None = None, **savefig_kw) -> None:

@@ -10,6 +10,11 @@ Writes to --out:
 - responses.png: one test image and its responses to the learned filters (conv + ReLU);
 - precision.json: test accuracy with weights and inputs in float32, float16 and bfloat16.
 MNIST comes from --data-dir or $FNNET_DATA_DIR.
+
+    python scripts/ch07_visualize.py --params "$FNNET_BOOK_WEIGHTS_DIR/params.pkl" --page-figures docs/figures
+
+writes only the chapter page's figures, ch07_filters.png and ch07_responses.png (the book's trained
+weights; smaller files, no accuracy measured).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def _grid(n, cols):
     return math.ceil(n / cols), cols
 
 
-def plot_filters(before, after, path):
+def plot_filters(before, after, path, colors=None):
     """before/after: (FN, 1, FH, FW) first-layer filters, each scaled to its own range (gray)."""
     fn = before.shape[0]
     cols = 10
@@ -55,7 +60,7 @@ def plot_filters(before, after, path):
             if i < fn:
                 ax.imshow(w[i, 0], cmap="gray_r", interpolation="nearest")
         axes[block * rows, 0].set_title(title, loc="left", fontsize=10, x=0)
-    save_figure(fig, path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, colors=colors, bbox_inches="tight")
 
 
 def plot_misclassified(x, t, pred, path, limit=40):
@@ -73,7 +78,7 @@ def plot_misclassified(x, t, pred, path, limit=40):
     save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
-def plot_responses(params, image, path, stride=1, pad=0):
+def plot_responses(params, image, path, stride=1, pad=0, colors=None):
     """The image and relu(conv(image)) for every learned first-layer filter."""
     y, _ = convolution.forward({"W": params["W1"], "b": params["b1"]}, image[None], stride=stride, pad=pad)
     y, _ = relu.forward({}, y)
@@ -90,7 +95,7 @@ def plot_responses(params, image, path, stride=1, pad=0):
         elif k <= fn:
             ax.imshow(maps[k - 1], cmap="gray_r")
             ax.set_title(f"filter {k}", fontsize=7)
-    save_figure(fig, path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, colors=colors, bbox_inches="tight")
 
 
 def accuracy(params, x, t, dtype, batch_size=1000):
@@ -109,8 +114,10 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None, help="MNIST folder (default: $FNNET_DATA_DIR)")
     ap.add_argument("--image", type=int, default=0, help="test image index for responses.png")
     ap.add_argument("--out", default="runs/ch07_visualize")
+    ap.add_argument("--page-figures", metavar="DIR",
+                    help="write only the chapter page's figures, ch07_filters.png and ch07_responses.png")
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.page_figures or args.out, exist_ok=True)
 
     params = {k: jnp.asarray(v, jnp.float32) for k, v in load_params(args.params).items()}
     _, (x, t) = load_mnist(flatten=False, data_dir=args.data_dir)
@@ -120,6 +127,13 @@ def main(argv=None):
     hidden = params["W2"].shape[1]
     cp = {"filter_num": params["W1"].shape[0], "filter_size": params["W1"].shape[2]}
     before = simple_convnet.init(init_key, input_dim, cp, hidden, params["W3"].shape[1])
+    if args.page_figures:
+        plot_filters(np.asarray(before["W1"]), np.asarray(params["W1"]),
+                     os.path.join(args.page_figures, "ch07_filters.png"), colors=64)
+        plot_responses(params, jnp.asarray(x[args.image]),
+                       os.path.join(args.page_figures, "ch07_responses.png"), colors=64)
+        print(f"ch07_filters.png and ch07_responses.png in {args.page_figures}")
+        return None
     plot_filters(np.asarray(before["W1"]), np.asarray(params["W1"]), os.path.join(args.out, "filters.png"))
 
     results = {"params": os.path.basename(args.params)}

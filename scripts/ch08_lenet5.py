@@ -2,12 +2,14 @@
 
     python scripts/ch08_lenet5.py [--epochs 5] [--seed 0] [--data-dir DIR]
     fnnet train --model scripts/ch08_lenet5.py:lenet5 --optimizer adam --epochs 5
+    python scripts/ch08_lenet5.py --figure docs/figures/ch08_lenet5.png
 
-LeCun et al.'s network (book section 8.2.1), with ReLU and max pooling as the book describes its
+LeCun et al.'s network (book section 7.7), with ReLU and max pooling as the book describes its
 modern form: conv 6@5x5 (pad 2) -> pool 2 -> conv 16@5x5 -> pool 2 -> Affine 120 -> 84 -> 10.
 Importing this file only builds `lenet5` (a `fnnet.layers.Block`); running it prints the network's
 summary, trains it with `fnnet.training.fit` (Adam, lr 0.001, batch 100, seed 0) and prints the
-test accuracy and the training time.
+test accuracy and the training time. With --figure it trains nothing and draws the shape of every
+layer's output instead (the chapter page's figure).
 
 MNIST comes from --data-dir or $FNNET_DATA_DIR (nothing is downloaded). Only when MNIST is
 missing does it fall back to scikit-learn's 8x8 digits, upscaled to 28x28, and says so.
@@ -56,6 +58,57 @@ def load_data(data_dir=None):
     return "digits", ((upscale(x), t), (upscale(xt), tt))
 
 
+def shapes(net=lenet5, input_shape=INPUT_SHAPE) -> list:
+    """[(layer name, output shape)] of every layer of `net` but the ReLUs, which keep the shape."""
+    import jax
+
+    out, shape = [("input", tuple(input_shape))], tuple(input_shape)
+    for layer in net.layers:
+        shape, _, _ = layer.init(jax.random.PRNGKey(0), shape)
+        if layer.name != "Relu":
+            out.append((layer.name, tuple(shape)))
+    return out
+
+
+def draw(path, net=lenet5, input_shape=INPUT_SHAPE) -> list:
+    """The output of every layer as a block: C maps of H x W (the maps drawn as a stack, their side
+    to scale), or a vector of n values (a bar, its height growing with n). Returns `shapes(net)`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fnnet.plots import save_figure
+
+    layers = shapes(net, input_shape)
+    fig, ax = plt.subplots(figsize=(11, 3.0))
+    scale = 1.8 / max(s[-1] for _, s in layers if len(s) == 3)
+    for i, (name, shape) in enumerate(layers):
+        x = 2.4 * i
+        if len(shape) == 3:
+            c, h, w = shape
+            side, depth = h * scale, min(c, 6)
+            for k in reversed(range(depth)):
+                corner = (x - side / 2 + 0.07 * k, -side / 2 + 0.07 * k)
+                ax.add_patch(plt.Rectangle(corner, side * w / h, side, facecolor="#c5cae9",
+                                           edgecolor="#3949ab", lw=0.8))
+            label = f"{c} x {h} x {w}"
+        else:
+            height = 0.3 + 0.015 * shape[0]
+            ax.add_patch(plt.Rectangle((x - 0.08, -height / 2), 0.16, height, facecolor="#ffe0b2",
+                                       edgecolor="#ef6c00", lw=0.8))
+            label = str(shape[0])
+        ax.text(x, -1.3, label, ha="center", va="top", fontsize=9)
+        ax.text(x, 1.4, name.replace(" ", "\n", 1), ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-1.2, 2.4 * (len(layers) - 1) + 1.2)
+    ax.set_ylim(-1.8, 2.1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    save_figure(fig, path, colors=32, bbox_inches="tight")
+    print(f"saved {path}")
+    return layers
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
@@ -63,7 +116,10 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $FNNET_DATA_DIR)")
+    p.add_argument("--figure", help="train nothing; draw every layer's output shape to this PNG")
     args = p.parse_args(argv)
+    if args.figure:
+        return draw(args.figure)
 
     from fnnet.optimizers import adam
     from fnnet.training import evaluate, fit

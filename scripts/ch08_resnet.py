@@ -6,11 +6,11 @@
         --schedule step --decay-epochs 2
     fnnet eval --params runs/resnet-mnist/params.npz --model scripts/ch08_resnet.py:resnet
 
-`resnet` (book section 8.2.3): a stem convolution, then three stages of one residual block each
+`resnet` (book section 8.2.4): a stem convolution, then three stages of one residual block each
 (two 3x3 convolutions with Batch Normalization, y = relu(F(x) + x)), 16, 32 and 64 channels; max
 pooling halves the maps between stages, and where the channels grow the shortcut is a 1x1
 convolution with Batch Normalization. Global average pooling and Affine 10 classify.
-`inception` (section 8.2.2, GoogLeNet): a stem, then two inception blocks, each four branches side
+`inception` (section 8.2.3, GoogLeNet): a stem, then two inception blocks, each four branches side
 by side (1x1; 1x1 then 3x3; 1x1 then 5x5; 3x3 max pooling then 1x1, every convolution with Batch
 Normalization and ReLU) joined on the channels.
 

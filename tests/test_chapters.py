@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import warnings
 from datetime import datetime
 
@@ -282,3 +283,28 @@ def test_pages_link_figures_that_exist():
         for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).resolve().is_file(), f"{page.name}: {target}"
 
+
+
+def test_every_chapter_has_a_figure_and_links_its_notebook():
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        images = re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", text)
+        assert images and all((page.parent / i).is_file() for i in images), (page.name, images)
+        notebook = f"../notebooks/{page.stem}.ipynb"
+        download = f'{{ download="{page.stem}.ipynb" }}'
+        assert f"]({notebook})" in text and f"]({notebook}){download}" in text, page.name
+        assert (page.parent / notebook).is_file()
+
+
+def test_a_page_figure_is_small_shown_and_made_by_the_command_under_it():
+    figures = sorted((DOCS / "figures").glob("*.png"))
+    assert figures
+    pages = {page: page.read_text(encoding="utf-8") for page in PAGES}
+    for figure in figures:
+        assert figure.stat().st_size < 150_000, f"{figure.name}: {figure.stat().st_size} bytes"
+        shown = [text for text in pages.values() if f"](../figures/{figure.name})" in text]
+        assert len(shown) == 1, f"{figure.name} is shown on {len(shown)} pages"
+        after = shown[0].split(f"](../figures/{figure.name})", 1)[1]
+        made = re.search(r"made by\s+`python (scripts/\w+\.py) ([^`]*)`", after, flags=re.I)
+        assert made and (DOCS.parent / made.group(1)).is_file(), f"{figure.name}: no command under it"
+        assert "docs/figures" in made.group(2), (figure.name, made.group(0))
