@@ -7,10 +7,11 @@ chapter 8's `residual` and `concat`.
     dx, grads = net.backward(cache, dy)                      # the book's reversed loop
     model = net.model((1, 28, 28))                           # + SoftmaxWithLoss: a fnnet.models.Model
 
-Every constructor (`Affine`, `Relu`, `Sigmoid`, `Convolution`, `Pooling`, `BatchNormalization`,
-`Dropout`, `Flatten`, `GlobalAveragePooling`) and `serial` itself return a `Block`, so a `serial`
-goes inside a `serial`. The blocks compute with the pure layers of `fnnet.layers` (`affine`,
-`relu`, `convolution`, ...). Chapter 8's branching networks are Blocks too, and nest the same way:
+Every constructor (`Affine`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Softmax`, `Convolution`,
+`Pooling`, `BatchNormalization`, `Dropout`, `Flatten`, `GlobalAveragePooling`) and `serial` itself
+return a `Block`, so a `serial` goes inside a `serial`. The blocks compute with the pure layers of
+`fnnet.layers` (`affine`, `relu`, `convolution`, ...). Chapter 8's branching networks are Blocks
+too, and nest the same way:
 
     block = residual(Convolution(16, 3, pad=1), BatchNormalization(), Relu(),
                      Convolution(16, 3, pad=1), BatchNormalization())      # y = F(x) + x
@@ -47,10 +48,11 @@ from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
 from fnnet.layers.conv import convolution, global_average_pooling, output_hw, pooling
-from fnnet.layers.core import add, affine, relu, sigmoid, softmax_with_loss
+from fnnet.layers.core import add, affine, leaky_relu, relu, sigmoid, softmax, softmax_with_loss, tanh
 from fnnet.layers.normalization import BN_EPS, batch_norm, dropout, init_batch_norm
 
-__all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "Sigmoid", "Convolution", "Pooling",
+__all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
+           "Convolution", "Pooling",
            "BatchNormalization", "Dropout", "Flatten", "summary", "GlobalAveragePooling", "residual",
            "concat", "Model", "sequential", "net_loss_and_grad"]
 
@@ -201,6 +203,39 @@ def Relu() -> Block:
 def Sigmoid() -> Block:
     """y = 1 / (1 + exp(-x)), elementwise."""
     return _activation("Sigmoid", sigmoid)
+
+
+def Tanh() -> Block:
+    """y = tanh(x), elementwise: outputs in (-1, 1), centred on 0."""
+    return _activation("Tanh", tanh)
+
+
+def LeakyRelu(alpha: float = 0.01) -> Block:
+    """y = x where x > 0, alpha * x elsewhere, elementwise; alpha a number in [0, 1)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < 1.0:
+        raise ValueError(f"LeakyRelu: alpha must be a number in [0, 1), got {alpha!r}")
+    alpha = float(alpha)
+
+    def init(key, shape):
+        return shape, {}, {}
+
+    def forward(params, x, state=None, *, train=False, key=None):
+        y, cache = leaky_relu.forward({}, x, alpha=alpha)
+        return y, cache, {} if state is None else state
+
+    return _leaf(f"LeakyRelu {alpha:g}", init, forward, leaky_relu.backward)
+
+
+def Softmax() -> Block:
+    """y = softmax(x) over the features of flat (N, D) input: rows of probabilities that sum to 1.
+    `Block.model` already ends in SoftmaxWithLoss, so a classifier to train ends before it."""
+
+    def init(key, shape):
+        if len(shape) != 1:
+            raise ShapeError("", f"needs flat (D,) input but gets input {shape}; put Flatten() before it")
+        return shape, {}, {}
+
+    return _leaf("Softmax", init, _stateless(softmax), softmax.backward)
 
 
 def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_std="he",
