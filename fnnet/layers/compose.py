@@ -42,8 +42,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from fnnet._checks import require_keys, shape_of
+from fnnet._checks import require_keys, shape_of, shown
 from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
@@ -116,7 +117,11 @@ document_fields(
 
 def _positive_int(fn, name, v):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {v!r}")
+        hint = ""
+        if np.ndim(v) > 0:
+            hint = (f"; {fn} takes sizes, e.g. Convolution(30, 5) or Affine(10), and net.init makes the "
+                    "weights: weights of your own go in params")
+        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {shown(v)}{hint}")
     return int(v)
 
 
@@ -133,7 +138,7 @@ def input_shape_of(shape, *, fn: str = "input_shape_of") -> tuple:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{fn}: input_shape must be a tuple of sizes such as (1, 28, 28), "
-                        f"got {shape!r}") from None
+                        f"got {shown(shape)}") from None
     if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape):
         raise ValueError(f"{fn}: input_shape must be positive sizes per sample such as (1, 28, 28) or "
                          f"(784,), got {shape}")
@@ -164,6 +169,10 @@ def _stateless(layer):
 
 
 def _images(shape, what):
+    """shape as (C, H, W); a ShapeError otherwise, which for (N, C, H, W) says to leave N out."""
+    if len(shape) == 4:
+        raise ShapeError("", f"needs (C, H, W) images but gets input {shape}, which has the batch axis: "
+                             f"shapes are per sample, without N; give {shape[1:]}")
     if len(shape) != 3:
         raise ShapeError("", f"needs (C, H, W) images but gets input {shape}; {what}")
     return shape
@@ -213,7 +222,7 @@ def Tanh() -> Block:
 def LeakyRelu(alpha: float = 0.01) -> Block:
     """y = x where x > 0, alpha * x elsewhere, elementwise; alpha a number in [0, 1)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < 1.0:
-        raise ValueError(f"LeakyRelu: alpha must be a number in [0, 1), got {alpha!r}")
+        raise ValueError(f"LeakyRelu: alpha must be a number in [0, 1), got {shown(alpha)}")
     alpha = float(alpha)
 
     def init(key, shape):
@@ -249,7 +258,7 @@ def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_s
     fh, fw = _pair(fn, "size", size)
     stride = _positive_int(fn, "stride", stride)
     if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"{fn}: pad must be an integer >= 0, got {pad!r}")
+        raise ValueError(f"{fn}: pad must be an integer >= 0, got {shown(pad)}")
     conv_fast.resolve(impl, backend="cpu")  # an unknown impl fails here
     weight_std(weight_init_std, 1)
     name = f"Convolution {filters}x{fh}x{fw}" + (f" stride {stride}" if stride > 1 else "") \
@@ -285,9 +294,9 @@ def Pooling(size, stride=None, mode: str = "max", pad: int = 0) -> Block:
     ph, pw = _pair(fn, "size", size)
     stride = ph if stride is None else _positive_int(fn, "stride", stride)
     if mode not in ("max", "avg"):
-        raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {mode!r}")
+        raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {shown(mode)}")
     if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"{fn}: pad must be an integer >= 0, got {pad!r}")
+        raise ValueError(f"{fn}: pad must be an integer >= 0, got {shown(pad)}")
     name = f"Pooling {ph}x{pw}" + (f" stride {stride}" if stride != ph else "") + \
         (" avg" if mode == "avg" else "")
 
@@ -314,11 +323,11 @@ def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS, dtype
     try:
         axes = tuple(sorted(int(a) for a in axes))
     except TypeError:
-        raise TypeError(f"{fn}: axis must be an int or a tuple of ints >= 1, got {axis!r}") from None
+        raise TypeError(f"{fn}: axis must be an int or a tuple of ints >= 1, got {shown(axis)}") from None
     if not axes or axes[0] < 1 or len(set(axes)) != len(axes):
-        raise ValueError(f"{fn}: axis must name distinct non-batch axes (>= 1), got {axis!r}")
+        raise ValueError(f"{fn}: axis must name distinct non-batch axes (>= 1), got {shown(axis)}")
     if not (isinstance(momentum, numbers.Real) and 0.0 <= momentum <= 1.0):
-        raise ValueError(f"{fn}: momentum must be a number in [0, 1], got {momentum!r}")
+        raise ValueError(f"{fn}: momentum must be a number in [0, 1], got {shown(momentum)}")
     name = fn if axes == (1,) else f"{fn} axis {axes}"
 
     def perm(ndim):
@@ -358,7 +367,7 @@ def Dropout(ratio: float = 0.5) -> Block:
     """The book's Dropout: in training keep a unit where uniform(key) > ratio (no rescaling);
     at inference multiply by (1 - ratio)."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio < 1.0:
-        raise ValueError(f"Dropout: ratio must be a number in [0, 1), got {ratio!r}")
+        raise ValueError(f"Dropout: ratio must be a number in [0, 1), got {shown(ratio)}")
     ratio = float(ratio)
 
     def init(key, shape):
