@@ -185,7 +185,12 @@ def _images(shape, what):
 def Affine(out: int, weight_init_std="he", dtype=jnp.float32) -> Block:
     """y = x.reshape(N, -1) @ W + b (flattening its input as the book's Affine does).
     params W (D, out) ~ weight_std(weight_init_std, D) * N(0, 1), b = 0; weight_init_std is a std
-    (the book's 0.01) or 'he' / 'xavier'; dtype that of the params."""
+    (the book's 0.01) or 'he' / 'xavier'; dtype that of the params.
+
+    >>> out_shape, params, state = Affine(10).init(jax.random.PRNGKey(0), (1, 28, 28))
+    >>> out_shape, params["W"].shape, params["b"].shape
+    ((10,), (784, 10), (10,))
+    """
     out = _positive_int("Affine", "out", out)
     weight_std(weight_init_std, 1)  # an unknown rule fails here, not at init
 
@@ -205,22 +210,38 @@ def _activation(name, layer):
 
 
 def Relu() -> Block:
-    """y = max(0, x), elementwise."""
+    """y = max(0, x), elementwise.
+
+    >>> Relu().forward({}, jnp.array([[-1.0, 0.0, 2.0]]))[0].tolist()
+    [[0.0, 0.0, 2.0]]
+    """
     return _activation("Relu", relu)
 
 
 def Sigmoid() -> Block:
-    """y = 1 / (1 + exp(-x)), elementwise."""
+    """y = 1 / (1 + exp(-x)), elementwise.
+
+    >>> Sigmoid().forward({}, jnp.array([[0.0]]))[0].tolist()
+    [[0.5]]
+    """
     return _activation("Sigmoid", sigmoid)
 
 
 def Tanh() -> Block:
-    """y = tanh(x), elementwise: outputs in (-1, 1), centred on 0."""
+    """y = tanh(x), elementwise: outputs in (-1, 1), centred on 0.
+
+    >>> Tanh().forward({}, jnp.array([[0.0, 100.0]]))[0].tolist()
+    [[0.0, 1.0]]
+    """
     return _activation("Tanh", tanh)
 
 
 def LeakyRelu(alpha: float = 0.01) -> Block:
-    """y = x where x > 0, alpha * x elsewhere, elementwise; alpha a number in [0, 1)."""
+    """y = x where x > 0, alpha * x elsewhere, elementwise; alpha a number in [0, 1).
+
+    >>> LeakyRelu(0.5).forward({}, jnp.array([[-2.0, 3.0]]))[0].tolist()
+    [[-1.0, 3.0]]
+    """
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < 1.0:
         raise ValueError(f"LeakyRelu: alpha must be a number in [0, 1), got {shown(alpha)}")
     alpha = float(alpha)
@@ -237,7 +258,11 @@ def LeakyRelu(alpha: float = 0.01) -> Block:
 
 def Softmax() -> Block:
     """y = softmax(x) over the features of flat (N, D) input: rows of probabilities that sum to 1.
-    `Block.model` already ends in SoftmaxWithLoss, so a classifier to train ends before it."""
+    `Block.model` already ends in SoftmaxWithLoss, so a classifier to train ends before it.
+
+    >>> Softmax().forward({}, jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1000.0]]))[0].tolist()
+    [[0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 1.0]]
+    """
 
     def init(key, shape):
         if len(shape) != 1:
@@ -252,7 +277,12 @@ def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_s
     """`filters` filters of size x size (or (FH, FW)) over NCHW input, through im2col.
     params W (filters, C, FH, FW) ~ weight_std(weight_init_std, C*FH*FW) * N(0, 1), b = 0.
     impl: None or 'fast' (the fast layout for JAX's default backend), 'reference' (the book's
-    im2col / col2im) or a `conv_fast.ConvImpl`."""
+    im2col / col2im) or a `conv_fast.ConvImpl`.
+
+    >>> out_shape, params, state = Convolution(6, 5, pad=2).init(jax.random.PRNGKey(0), (1, 28, 28))
+    >>> out_shape, params["W"].shape
+    ((6, 28, 28), (6, 1, 5, 5))
+    """
     fn = "Convolution"
     filters = _positive_int(fn, "filters", filters)
     fh, fw = _pair(fn, "size", size)
@@ -289,7 +319,13 @@ def _fits(shape, fh, fw, stride, pad, what):
 
 
 def Pooling(size, stride=None, mode: str = "max", pad: int = 0) -> Block:
-    """Max (or 'avg') over size x size windows (or (PH, PW)), stride = size unless given."""
+    """Max (or 'avg') over size x size windows (or (PH, PW)), stride = size unless given.
+
+    >>> Pooling(2).init(jax.random.PRNGKey(0), (6, 28, 28))[0]
+    (6, 14, 14)
+    >>> Pooling(2).forward({}, jnp.arange(4.0).reshape(1, 1, 2, 2))[0].tolist()
+    [[[[3.0]]]]
+    """
     fn = "Pooling"
     ph, pw = _pair(fn, "size", size)
     stride = ph if stride is None else _positive_int(fn, "stride", stride)
@@ -317,7 +353,12 @@ def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS, dtype
 
     axis=1 (the default): per feature of flat (N, D) input, per channel of (N, C, H, W) input
     (as PyTorch's BatchNorm2d). axis=(1, 2, 3): every (C, H, W) position on its own, the book's
-    form. params gamma, beta and state running_mean, running_var have one entry per statistic."""
+    form. params gamma, beta and state running_mean, running_var have one entry per statistic.
+
+    >>> out_shape, params, state = BatchNormalization().init(jax.random.PRNGKey(0), (16, 8, 8))
+    >>> params["gamma"].shape, sorted(state)
+    ((16,), ['running_mean', 'running_var'])
+    """
     fn = "BatchNormalization"
     axes = (axis,) if isinstance(axis, numbers.Integral) and not isinstance(axis, bool) else axis
     try:
@@ -365,7 +406,14 @@ def _untranspose(y, p):
 
 def Dropout(ratio: float = 0.5) -> Block:
     """The book's Dropout: in training keep a unit where uniform(key) > ratio (no rescaling);
-    at inference multiply by (1 - ratio)."""
+    at inference multiply by (1 - ratio).
+
+    >>> Dropout(0.5).forward({}, jnp.ones((1, 4)))[0].tolist()           # inference
+    [[0.5, 0.5, 0.5, 0.5]]
+    >>> y = Dropout(0.5).forward({}, jnp.ones((1, 4)), train=True, key=jax.random.PRNGKey(0))[0]
+    >>> set(y.ravel().tolist()) <= {0.0, 1.0}
+    True
+    """
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio < 1.0:
         raise ValueError(f"Dropout: ratio must be a number in [0, 1), got {shown(ratio)}")
     ratio = float(ratio)
@@ -389,7 +437,11 @@ jax.tree_util.register_dataclass(_FlattenCache, data_fields=[], meta_fields=["sh
 
 
 def Flatten() -> Block:
-    """(N, C, H, W) -> (N, C*H*W), the C-order the book's Affine uses."""
+    """(N, C, H, W) -> (N, C*H*W), the C-order the book's Affine uses.
+
+    >>> Flatten().init(jax.random.PRNGKey(0), (16, 4, 4))[0]
+    (256,)
+    """
 
     def init(key, shape):
         return (math.prod(shape),), {}, {}
@@ -406,7 +458,11 @@ def Flatten() -> Block:
 
 def GlobalAveragePooling() -> Block:
     """(N, C, H, W) -> (N, C): the mean of each feature map (ResNet's and GoogLeNet's last pooling),
-    so that the classifier's Affine sees C features whatever the map size."""
+    so that the classifier's Affine sees C features whatever the map size.
+
+    >>> GlobalAveragePooling().forward({}, jnp.arange(8.0).reshape(1, 2, 2, 2))[0].tolist()
+    [[1.5, 5.5]]
+    """
 
     def init(key, shape):
         c = _images(shape, "it averages feature maps")[0]
@@ -496,7 +552,18 @@ def _at(where, block, detail):
 
 def serial(*layers) -> Block:
     """The layers one after another: a Block whose params and state are flat dicts with the book's
-    names (W1, b1, gamma1, running_mean1, ...) and whose backward is the book's reversed loop."""
+    names (W1, b1, gamma1, running_mean1, ...) and whose backward is the book's reversed loop.
+
+    >>> net = serial(Convolution(4, 3, pad=1), Relu(), Pooling(2), Affine(10))
+    >>> out_shape, params, state = net.init(jax.random.PRNGKey(0), (1, 8, 8))   # per sample, no N
+    >>> out_shape, list(params)
+    ((10,), ['W1', 'b1', 'W2', 'b2'])
+    >>> x = jnp.zeros((2, 1, 8, 8))
+    >>> y, cache, state = net.forward(params, x, state)
+    >>> dx, grads = net.backward(cache, jnp.ones_like(y))
+    >>> y.shape, dx.shape, grads["W1"].shape
+    ((2, 10), (2, 1, 8, 8), (4, 1, 3, 3))
+    """
     if len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not isinstance(layers[0], Block):
         layers = tuple(layers[0])
     if not layers:
