@@ -16,4 +16,22 @@ Modules, in the order of the book:
 - `fnnet.io`: parameters to and from `.npz` and the book's pickles.
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+# Imported on first use (`fnnet.layers` after `import fnnet`), so that `import fnnet` stays light.
+_SUBMODULES = ("gates", "functions", "gradient", "layers", "models", "optimizers", "schedules",
+               "regularization", "init", "datasets", "training", "gradcheck", "io", "augment",
+               "distributed", "inference", "plots")
+
+
+def __getattr__(name):
+    """fnnet.<submodule>, imported when first asked for."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fnnet.{name}")
+    raise AttributeError(f"module 'fnnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

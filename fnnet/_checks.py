@@ -37,6 +37,14 @@ def shape_of(x) -> tuple:
     return tuple(np.shape(x))
 
 
+def shown(value) -> str:
+    """How a message shows a value: repr, or 'an array of shape S and dtype D' for an array, whose
+    repr would print every entry."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and np.ndim(value) > 0:
+        return f"an array of shape {shape_of(value)} and dtype {value.dtype}"
+    return repr(value)
+
+
 def require_keys(fn: str, params: Mapping, keys: Iterable[str], arg: str = "params") -> None:
     """Raise KeyError naming the missing keys of a params dict."""
     if not isinstance(params, Mapping):
@@ -50,10 +58,15 @@ def require_keys(fn: str, params: Mapping, keys: Iterable[str], arg: str = "para
 
 
 def require_ndim(fn: str, arg: str, x, ndims: Iterable[int]) -> None:
+    """x must have one of ndims axes; one sample given where a batch is expected (an image
+    (C, H, W) for (N, C, H, W)) is told to add the batch axis, with the shape that gives."""
     ndims = tuple(ndims)
     if np.ndim(x) not in ndims:
         want = " or ".join(str(n) for n in ndims)
-        raise ValueError(f"{fn}: {arg} must be {want}-D, got shape {shape_of(x)}")
+        hint = ""
+        if arg == "x" and np.ndim(x) + 1 in ndims:
+            hint = f"; for one sample add a batch axis: x[None] has shape {(1,) + shape_of(x)}"
+        raise ValueError(f"{fn}: {arg} must be {want}-D, got shape {shape_of(x)}{hint}")
 
 
 def require_float(fn: str, arg: str, x) -> None:

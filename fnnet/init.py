@@ -15,6 +15,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from fnnet._checks import shown
+
 __all__ = ["SPECS", "weight_std", "normal"]
 
 SPECS = ("xavier", "sigmoid", "he", "relu")
@@ -23,7 +25,7 @@ SPECS = ("xavier", "sigmoid", "he", "relu")
 def weight_std(spec, n_in: int) -> float:
     """Resolve `spec` (a positive float, or one of SPECS, case-insensitive) to a std for `n_in` inputs."""
     if isinstance(n_in, bool) or not isinstance(n_in, numbers.Integral) or n_in < 1:
-        raise ValueError(f"weight_std: n_in must be a positive integer, got {n_in!r}")
+        raise ValueError(f"weight_std: n_in must be a positive integer, got {shown(n_in)}")
     if isinstance(spec, str):
         s = spec.lower()
         if s in ("xavier", "sigmoid"):
@@ -34,7 +36,7 @@ def weight_std(spec, n_in: int) -> float:
             f"weight_std: unknown spec {spec!r}; use a positive number or one of {', '.join(SPECS)}"
         )
     if isinstance(spec, bool) or not isinstance(spec, numbers.Real):
-        raise TypeError(f"weight_std: spec must be a number or one of {', '.join(SPECS)}, got {spec!r}")
+        raise TypeError(f"weight_std: spec must be a number or one of {', '.join(SPECS)}, got {shown(spec)}")
     std = float(spec)
     if not math.isfinite(std) or std <= 0:
         raise ValueError(f"weight_std: spec as a number must be positive and finite, got {std}")

@@ -119,8 +119,9 @@ def test_the_walk_sees_the_layers_the_models_and_the_optimizers():
             "fnnet.models.two_layer_net", "fnnet.models.simple_net", "fnnet.optimizers",
             "fnnet.schedules"} <= set(MODULES)
     layers = [n for n in public_names(fnnet.layers) if isinstance(getattr(fnnet.layers, n), Layer)]
-    assert set(layers) == {"mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "batch_norm",
-                           "dropout", "convolution", "pooling", "global_average_pooling"}
+    assert set(layers) == {"mul", "add", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "affine",
+                           "softmax_with_loss", "batch_norm", "dropout", "convolution", "pooling",
+                           "global_average_pooling"}
     assert sum(len(public_names(importlib.import_module(m))) for m in MODULES) > 150
 
 
@@ -165,8 +166,8 @@ def test_the_check_catches_what_python_does_not_attach():
     assert not is_generated(inspect.getdoc(fnnet.layers.affine), fnnet.layers.affine)
 
 
-LAYERS = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "batch_norm", "dropout",
-          "convolution", "pooling"]
+LAYERS = ["mul", "add", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "affine", "softmax_with_loss",
+          "batch_norm", "dropout", "convolution", "pooling"]
 SHAPE = re.compile(r"\((?:N|D|FN|C)[,)]")
 
 

@@ -10,7 +10,7 @@ import pytest
 from doc_examples import DOCS, printed_and_shown
 
 from fnnet.gradcheck import GradCheckReport, check_layer, rel_error
-from fnnet.layers import Layer, affine, mul, relu, sigmoid, softmax_with_loss
+from fnnet.layers import Affine, Layer, Relu, affine, mul, pooling, relu, serial, sigmoid, softmax_with_loss
 
 KEY = jax.random.PRNGKey(0)
 
@@ -139,7 +139,7 @@ def test_the_test_suite_wrapper_asserts_and_records():
 
 
 def test_the_docs_example_runs_and_prints_what_the_docs_show():
-    for printed, shown in printed_and_shown(DOCS / "check_your_layer.md", 2):
+    for printed, shown in printed_and_shown(DOCS / "check_your_layer.md", 3):
         printed, shown = printed.splitlines(), shown.splitlines()
         assert len(printed) == len(shown)
         for got, want in zip(printed, shown, strict=True):
@@ -149,3 +149,85 @@ def test_the_docs_example_runs_and_prints_what_the_docs_show():
 
 def _rounding_masked(line):
     return re.sub(r"\d\.\d\de[+-]\d\d", lambda m: "small" if float(m[0]) < 1e-4 else m[0], line)
+
+
+# ------------------------------------------------------------------------------------ kinks
+
+
+def test_relu_inputs_within_a_step_of_zero_are_counted_and_judged_by_float64_vjp():
+    """h = 1e-4: the steps of 3e-5 and -2e-5 cross 0, those of 0.5 and -1 do not."""
+    report = check_layer(relu, {}, jnp.array([[0.5, 3e-5, -2e-5, -1.0]]))
+    assert report.passed, str(report)
+    assert report.kinks == {"cache": ((0, 1), (0, 2))}
+    assert report.kink_entries == {"x": ((0, 1), (0, 2))}
+    assert report.notes == [
+        "numerical check unreliable here: 2 inputs on a kink (cache: 2 at (0, 1), (0, 2))",
+        "judged by jax.vjp in float64 instead: the 2 entries whose step of h crosses one "
+        "(x: 2 at (0, 1), (0, 2))"]
+    assert str(report).splitlines()[-3:-1] == report.notes
+    assert check_layer(relu, {}, away_from_zero((3, 4))).kinks == {}
+
+
+def test_a_max_pooling_window_whose_top_two_are_within_a_step_is_one_kink():
+    """Window 1 holds 1.0 and 1.00005: a step of either changes the winner; window 2 does not tie."""
+    x = jnp.array([1.0, 1.00005, 0.2, 0.3, 0.1, 0.9, 0.5, 0.4]).reshape(1, 1, 2, 4)
+    report = check_layer(pooling, {}, x, pool_h=2, pool_w=2, stride=2)
+    assert report.passed, str(report)
+    assert report.kinks == {"cache.arg": ((0, 0, 0, 0),)}
+    assert report.kink_entries == {"x": ((0, 0, 0, 0), (0, 0, 0, 1))}
+
+
+def test_a_wrong_gradient_on_a_kink_still_fails():
+    """Judged by jax.vjp is judged, not skipped: a backward wrong only near 0 fails there."""
+    def forward(params, x):
+        y, mask = relu.forward(params, x)
+        return y, (mask, x)
+
+    def backward(cache, dy):
+        mask, x = cache
+        return jnp.where(mask & (jnp.abs(x) > 1e-3), dy, 0), {}
+
+    report = check_layer(Layer(forward, backward), {}, jnp.array([[0.5, 3e-5, -2e-5, -1.0]]))
+    assert report.kink_entries == {"x": ((0, 1), (0, 2))}
+    assert report.numerical["x"] > 0.1 and not report.passed
+
+
+def test_a_relu_net_on_a_blank_input_passes_with_its_kinks_named():
+    """Biases start at 0, so a blank sample (all 0, as MNIST's border) puts every ReLU input of the
+    first layer exactly on its kink: steps of b1 and of that sample's x cross it."""
+    net = serial(Affine(6), Relu(), Affine(3))
+    _, params, _ = net.init(KEY, (4,))
+    x = jnp.zeros((2, 4)).at[0].set(jnp.array([1.0, -0.5, 0.25, 2.0]))
+    report = check_layer(net, params, x)
+    assert report.passed, str(report)
+    assert report.kinks == {"layer 2 (Relu)": tuple((1, j) for j in range(6))}
+    assert report.kink_entries == {"params['b1']": tuple((j,) for j in range(6)),
+                                   "x": tuple((1, j) for j in range(4))}
+
+
+# ------------------------------------------------------------------------------------ malformed backward
+
+
+@pytest.mark.parametrize("backward, problem", [
+    (lambda mask, dy: jnp.where(mask, dy, 0),
+     "backward returned an array of shape (3, 4); it must return (dx, grads): the input's gradient and "
+     "a dict with the keys of params ({} without params)"),
+    (lambda mask, dy: (jnp.where(mask, dy, 0), {}, None), "backward returned a tuple of 3 values;"),
+    (lambda mask, dy: (dy[0, 0, 0], {}), "backward raised IndexError: Too many indices"),
+])
+def test_a_malformed_backward_is_a_failed_line_not_an_exception(backward, problem):
+    report = check_layer(Layer(relu.forward, backward), {}, away_from_zero((3, 4)))
+    assert not report.passed and report.problems[0].startswith(problem), report.problems
+    assert report.failures == list(report.problems) and str(report).splitlines()[-1] == report.problems[0]
+    assert "jit == eager: not compared" in str(report)
+
+
+def test_grads_with_other_keys_are_a_failed_line():
+    def backward(cache, dy):
+        dx, grads = affine.backward(cache, dy)
+        return dx, {"W": grads["W"], "c": grads["b"]}
+
+    report = check_layer(Layer(affine.forward, backward), affine_params(), jax.random.normal(KEY, (5, 6)))
+    assert report.problems == ("backward's grads {'W': (6, 3), 'c': (3,)} do not match params "
+                               "{'W': (6, 3), 'b': (3,)}",)
+    assert not report.passed

@@ -63,16 +63,28 @@ def test_lenet5_passes_all_three_ways():
 
 
 @pytest.mark.slow
-def test_readme_lenet5_agrees_with_jax_vjp_and_jit_exactly_where_differences_meet_kinks():
+def test_readme_lenet5_passes_with_the_kinks_its_steps_cross_judged_by_jax_vjp():
     """ReLU and max pooling have kinks: with 13k ReLU inputs and 3k pooling windows, some lie
-    within h = 1e-4 of one, so central differences are off there (measured: up to 3e-2 in W1, W4).
-    jax.vjp and jit have no h and must agree everywhere; the layers themselves pass the float64
-    check away from kinks in test_layers_core and test_conv."""
+    within a step h = 1e-4 of one, where central differences are off (measured: up to 3e-2 in W1,
+    W4). check_layer finds them by the masks and argmaxes the layers cache, judges those entries
+    by float64 jax.vjp and names them in the report; every other entry passes the float64 check."""
     net = lenet5()
     params, _ = _params(net, (1, 28, 28))
     report = fgc.check_layer(net, params, jax.random.normal(jax.random.PRNGKey(1), (2, 1, 28, 28)))
-    assert len(report.vjp) == 11 and report.err_vjp < report.vjp_tol and report.jit_close, str(report)
-    assert not report.problems
+    assert len(report.vjp) == 11 and report.passed, str(report)
+    assert report.kinks and report.kink_entries and "numerical check unreliable here" in str(report)
+
+
+@pytest.mark.slow
+def test_conv_relu_conv_relu_pool_affine_on_random_input_passes():
+    """The net that failed before kinks were detected: numerical errors up to 9e-3 in W1 and x, all
+    from entries whose step crossed a ReLU or max-pooling kink."""
+    net = serial(Convolution(8, 3, pad=1), Relu(), Convolution(8, 3, pad=1), Relu(), Pooling(2), Affine(10))
+    _, params, _ = net.init(KEY, (1, 28, 28))
+    report = fgc.check_layer(net, params, jax.random.normal(jax.random.PRNGKey(1), (4, 1, 28, 28)))
+    assert report.passed, str(report)
+    assert set(report.kinks) <= {"layer 2 (Relu)", "layer 4 (Relu)", "layer 5 (Pooling 2x2)"}
+    assert sum(map(len, report.kinks.values())) >= 1 and "x" in report.kink_entries
 
 
 # Inference is slow here; Batch Norm's inference backward is checked in tests/test_normalization.py.

@@ -10,10 +10,13 @@ from fnnet.layers.compose import (
     Dropout,
     Flatten,
     GlobalAveragePooling,
+    LeakyRelu,
     Pooling,
     Relu,
     ShapeError,
     Sigmoid,
+    Softmax,
+    Tanh,
     concat,
     residual,
     serial,
@@ -21,11 +24,23 @@ from fnnet.layers.compose import (
 )
 from fnnet.layers.conv import col2im, conv_output_size, convolution, global_average_pooling, im2col, pooling
 from fnnet.layers.conv_fast import ConvImpl
-from fnnet.layers.core import Layer, add, affine, mul, relu, sigmoid, softmax_with_loss
+from fnnet.layers.core import (
+    Layer,
+    add,
+    affine,
+    leaky_relu,
+    mul,
+    relu,
+    sigmoid,
+    softmax,
+    softmax_with_loss,
+    tanh,
+)
 from fnnet.layers.normalization import batch_norm, dropout
 
-__all__ = ["Layer", "add", "affine", "mul", "relu", "sigmoid", "softmax_with_loss", "batch_norm", "dropout",
+__all__ = ["Layer", "add", "affine", "mul", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+           "softmax_with_loss", "batch_norm", "dropout",
            "im2col", "col2im", "conv_output_size", "convolution", "pooling", "global_average_pooling",
            "ConvImpl", "Block", "ShapeError", "serial", "residual", "concat", "summary", "Affine", "Relu",
-           "Sigmoid", "Convolution", "Pooling", "BatchNormalization", "Dropout", "Flatten",
-           "GlobalAveragePooling"]
+           "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "Convolution", "Pooling", "BatchNormalization",
+           "Dropout", "Flatten", "GlobalAveragePooling"]

@@ -7,10 +7,11 @@ chapter 8's `residual` and `concat`.
     dx, grads = net.backward(cache, dy)                      # the book's reversed loop
     model = net.model((1, 28, 28))                           # + SoftmaxWithLoss: a fnnet.models.Model
 
-Every constructor (`Affine`, `Relu`, `Sigmoid`, `Convolution`, `Pooling`, `BatchNormalization`,
-`Dropout`, `Flatten`, `GlobalAveragePooling`) and `serial` itself return a `Block`, so a `serial`
-goes inside a `serial`. The blocks compute with the pure layers of `fnnet.layers` (`affine`,
-`relu`, `convolution`, ...). Chapter 8's branching networks are Blocks too, and nest the same way:
+Every constructor (`Affine`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Softmax`, `Convolution`,
+`Pooling`, `BatchNormalization`, `Dropout`, `Flatten`, `GlobalAveragePooling`) and `serial` itself
+return a `Block`, so a `serial` goes inside a `serial`. The blocks compute with the pure layers of
+`fnnet.layers` (`affine`, `relu`, `convolution`, ...). Chapter 8's branching networks are Blocks
+too, and nest the same way:
 
     block = residual(Convolution(16, 3, pad=1), BatchNormalization(), Relu(),
                      Convolution(16, 3, pad=1), BatchNormalization())      # y = F(x) + x
@@ -41,16 +42,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from fnnet._checks import require_keys, shape_of
+from fnnet._checks import require_keys, shape_of, shown
 from fnnet._docs import document_fields
 from fnnet.init import weight_std
 from fnnet.layers import conv_fast
 from fnnet.layers.conv import convolution, global_average_pooling, output_hw, pooling
-from fnnet.layers.core import add, affine, relu, sigmoid, softmax_with_loss
+from fnnet.layers.core import add, affine, leaky_relu, relu, sigmoid, softmax, softmax_with_loss, tanh
 from fnnet.layers.normalization import BN_EPS, batch_norm, dropout, init_batch_norm
 
-__all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "Sigmoid", "Convolution", "Pooling",
+__all__ = ["Block", "ShapeError", "serial", "Affine", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
+           "Convolution", "Pooling",
            "BatchNormalization", "Dropout", "Flatten", "summary", "GlobalAveragePooling", "residual",
            "concat", "Model", "sequential", "net_loss_and_grad"]
 
@@ -114,7 +117,11 @@ document_fields(
 
 def _positive_int(fn, name, v):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {v!r}")
+        hint = ""
+        if np.ndim(v) > 0:
+            hint = (f"; {fn} takes sizes, e.g. Convolution(30, 5) or Affine(10), and net.init makes the "
+                    "weights: weights of your own go in params")
+        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {shown(v)}{hint}")
     return int(v)
 
 
@@ -131,7 +138,7 @@ def input_shape_of(shape, *, fn: str = "input_shape_of") -> tuple:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{fn}: input_shape must be a tuple of sizes such as (1, 28, 28), "
-                        f"got {shape!r}") from None
+                        f"got {shown(shape)}") from None
     if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape):
         raise ValueError(f"{fn}: input_shape must be positive sizes per sample such as (1, 28, 28) or "
                          f"(784,), got {shape}")
@@ -162,6 +169,10 @@ def _stateless(layer):
 
 
 def _images(shape, what):
+    """shape as (C, H, W); a ShapeError otherwise, which for (N, C, H, W) says to leave N out."""
+    if len(shape) == 4:
+        raise ShapeError("", f"needs (C, H, W) images but gets input {shape}, which has the batch axis: "
+                             f"shapes are per sample, without N; give {shape[1:]}")
     if len(shape) != 3:
         raise ShapeError("", f"needs (C, H, W) images but gets input {shape}; {what}")
     return shape
@@ -174,7 +185,12 @@ def _images(shape, what):
 def Affine(out: int, weight_init_std="he", dtype=jnp.float32) -> Block:
     """y = x.reshape(N, -1) @ W + b (flattening its input as the book's Affine does).
     params W (D, out) ~ weight_std(weight_init_std, D) * N(0, 1), b = 0; weight_init_std is a std
-    (the book's 0.01) or 'he' / 'xavier'; dtype that of the params."""
+    (the book's 0.01) or 'he' / 'xavier'; dtype that of the params.
+
+    >>> out_shape, params, state = Affine(10).init(jax.random.PRNGKey(0), (1, 28, 28))
+    >>> out_shape, params["W"].shape, params["b"].shape
+    ((10,), (784, 10), (10,))
+    """
     out = _positive_int("Affine", "out", out)
     weight_std(weight_init_std, 1)  # an unknown rule fails here, not at init
 
@@ -194,13 +210,66 @@ def _activation(name, layer):
 
 
 def Relu() -> Block:
-    """y = max(0, x), elementwise."""
+    """y = max(0, x), elementwise.
+
+    >>> Relu().forward({}, jnp.array([[-1.0, 0.0, 2.0]]))[0].tolist()
+    [[0.0, 0.0, 2.0]]
+    """
     return _activation("Relu", relu)
 
 
 def Sigmoid() -> Block:
-    """y = 1 / (1 + exp(-x)), elementwise."""
+    """y = 1 / (1 + exp(-x)), elementwise.
+
+    >>> Sigmoid().forward({}, jnp.array([[0.0]]))[0].tolist()
+    [[0.5]]
+    """
     return _activation("Sigmoid", sigmoid)
+
+
+def Tanh() -> Block:
+    """y = tanh(x), elementwise: outputs in (-1, 1), centred on 0.
+
+    >>> Tanh().forward({}, jnp.array([[0.0, 100.0]]))[0].tolist()
+    [[0.0, 1.0]]
+    """
+    return _activation("Tanh", tanh)
+
+
+def LeakyRelu(alpha: float = 0.01) -> Block:
+    """y = x where x > 0, alpha * x elsewhere, elementwise; alpha a number in [0, 1).
+
+    >>> LeakyRelu(0.5).forward({}, jnp.array([[-2.0, 3.0]]))[0].tolist()
+    [[-1.0, 3.0]]
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < 1.0:
+        raise ValueError(f"LeakyRelu: alpha must be a number in [0, 1), got {shown(alpha)}")
+    alpha = float(alpha)
+
+    def init(key, shape):
+        return shape, {}, {}
+
+    def forward(params, x, state=None, *, train=False, key=None):
+        y, cache = leaky_relu.forward({}, x, alpha=alpha)
+        return y, cache, {} if state is None else state
+
+    return _leaf(f"LeakyRelu {alpha:g}", init, forward, leaky_relu.backward)
+
+
+def Softmax() -> Block:
+    """y = softmax(x) over the features of flat (N, D) input: rows of probabilities that sum to 1.
+    `Block.model` already ends in SoftmaxWithLoss, so a classifier to train ends before it.
+
+    >>> Softmax().forward({}, jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1000.0]]))[0].tolist()
+    [[0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 1.0]]
+    """
+
+    def init(key, shape):
+        if len(shape) != 1:
+            raise ShapeError("", f"needs flat (D,) input but gets input {shape}; put Flatten() before it")
+        return shape, {}, {}
+
+    return _leaf("Softmax", init, _stateless(softmax), softmax.backward)
 
 
 def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_std="he",
@@ -208,13 +277,18 @@ def Convolution(filters: int, size, stride: int = 1, pad: int = 0, weight_init_s
     """`filters` filters of size x size (or (FH, FW)) over NCHW input, through im2col.
     params W (filters, C, FH, FW) ~ weight_std(weight_init_std, C*FH*FW) * N(0, 1), b = 0.
     impl: None or 'fast' (the fast layout for JAX's default backend), 'reference' (the book's
-    im2col / col2im) or a `conv_fast.ConvImpl`."""
+    im2col / col2im) or a `conv_fast.ConvImpl`.
+
+    >>> out_shape, params, state = Convolution(6, 5, pad=2).init(jax.random.PRNGKey(0), (1, 28, 28))
+    >>> out_shape, params["W"].shape
+    ((6, 28, 28), (6, 1, 5, 5))
+    """
     fn = "Convolution"
     filters = _positive_int(fn, "filters", filters)
     fh, fw = _pair(fn, "size", size)
     stride = _positive_int(fn, "stride", stride)
     if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"{fn}: pad must be an integer >= 0, got {pad!r}")
+        raise ValueError(f"{fn}: pad must be an integer >= 0, got {shown(pad)}")
     conv_fast.resolve(impl, backend="cpu")  # an unknown impl fails here
     weight_std(weight_init_std, 1)
     name = f"Convolution {filters}x{fh}x{fw}" + (f" stride {stride}" if stride > 1 else "") \
@@ -245,14 +319,20 @@ def _fits(shape, fh, fw, stride, pad, what):
 
 
 def Pooling(size, stride=None, mode: str = "max", pad: int = 0) -> Block:
-    """Max (or 'avg') over size x size windows (or (PH, PW)), stride = size unless given."""
+    """Max (or 'avg') over size x size windows (or (PH, PW)), stride = size unless given.
+
+    >>> Pooling(2).init(jax.random.PRNGKey(0), (6, 28, 28))[0]
+    (6, 14, 14)
+    >>> Pooling(2).forward({}, jnp.arange(4.0).reshape(1, 1, 2, 2))[0].tolist()
+    [[[[3.0]]]]
+    """
     fn = "Pooling"
     ph, pw = _pair(fn, "size", size)
     stride = ph if stride is None else _positive_int(fn, "stride", stride)
     if mode not in ("max", "avg"):
-        raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {mode!r}")
+        raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {shown(mode)}")
     if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"{fn}: pad must be an integer >= 0, got {pad!r}")
+        raise ValueError(f"{fn}: pad must be an integer >= 0, got {shown(pad)}")
     name = f"Pooling {ph}x{pw}" + (f" stride {stride}" if stride != ph else "") + \
         (" avg" if mode == "avg" else "")
 
@@ -273,17 +353,22 @@ def BatchNormalization(momentum: float = 0.9, axis=1, eps: float = BN_EPS, dtype
 
     axis=1 (the default): per feature of flat (N, D) input, per channel of (N, C, H, W) input
     (as PyTorch's BatchNorm2d). axis=(1, 2, 3): every (C, H, W) position on its own, the book's
-    form. params gamma, beta and state running_mean, running_var have one entry per statistic."""
+    form. params gamma, beta and state running_mean, running_var have one entry per statistic.
+
+    >>> out_shape, params, state = BatchNormalization().init(jax.random.PRNGKey(0), (16, 8, 8))
+    >>> params["gamma"].shape, sorted(state)
+    ((16,), ['running_mean', 'running_var'])
+    """
     fn = "BatchNormalization"
     axes = (axis,) if isinstance(axis, numbers.Integral) and not isinstance(axis, bool) else axis
     try:
         axes = tuple(sorted(int(a) for a in axes))
     except TypeError:
-        raise TypeError(f"{fn}: axis must be an int or a tuple of ints >= 1, got {axis!r}") from None
+        raise TypeError(f"{fn}: axis must be an int or a tuple of ints >= 1, got {shown(axis)}") from None
     if not axes or axes[0] < 1 or len(set(axes)) != len(axes):
-        raise ValueError(f"{fn}: axis must name distinct non-batch axes (>= 1), got {axis!r}")
+        raise ValueError(f"{fn}: axis must name distinct non-batch axes (>= 1), got {shown(axis)}")
     if not (isinstance(momentum, numbers.Real) and 0.0 <= momentum <= 1.0):
-        raise ValueError(f"{fn}: momentum must be a number in [0, 1], got {momentum!r}")
+        raise ValueError(f"{fn}: momentum must be a number in [0, 1], got {shown(momentum)}")
     name = fn if axes == (1,) else f"{fn} axis {axes}"
 
     def perm(ndim):
@@ -321,9 +406,16 @@ def _untranspose(y, p):
 
 def Dropout(ratio: float = 0.5) -> Block:
     """The book's Dropout: in training keep a unit where uniform(key) > ratio (no rescaling);
-    at inference multiply by (1 - ratio)."""
+    at inference multiply by (1 - ratio).
+
+    >>> Dropout(0.5).forward({}, jnp.ones((1, 4)))[0].tolist()           # inference
+    [[0.5, 0.5, 0.5, 0.5]]
+    >>> y = Dropout(0.5).forward({}, jnp.ones((1, 4)), train=True, key=jax.random.PRNGKey(0))[0]
+    >>> set(y.ravel().tolist()) <= {0.0, 1.0}
+    True
+    """
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio < 1.0:
-        raise ValueError(f"Dropout: ratio must be a number in [0, 1), got {ratio!r}")
+        raise ValueError(f"Dropout: ratio must be a number in [0, 1), got {shown(ratio)}")
     ratio = float(ratio)
 
     def init(key, shape):
@@ -345,7 +437,11 @@ jax.tree_util.register_dataclass(_FlattenCache, data_fields=[], meta_fields=["sh
 
 
 def Flatten() -> Block:
-    """(N, C, H, W) -> (N, C*H*W), the C-order the book's Affine uses."""
+    """(N, C, H, W) -> (N, C*H*W), the C-order the book's Affine uses.
+
+    >>> Flatten().init(jax.random.PRNGKey(0), (16, 4, 4))[0]
+    (256,)
+    """
 
     def init(key, shape):
         return (math.prod(shape),), {}, {}
@@ -362,7 +458,11 @@ def Flatten() -> Block:
 
 def GlobalAveragePooling() -> Block:
     """(N, C, H, W) -> (N, C): the mean of each feature map (ResNet's and GoogLeNet's last pooling),
-    so that the classifier's Affine sees C features whatever the map size."""
+    so that the classifier's Affine sees C features whatever the map size.
+
+    >>> GlobalAveragePooling().forward({}, jnp.arange(8.0).reshape(1, 2, 2, 2))[0].tolist()
+    [[1.5, 5.5]]
+    """
 
     def init(key, shape):
         c = _images(shape, "it averages feature maps")[0]
@@ -452,7 +552,18 @@ def _at(where, block, detail):
 
 def serial(*layers) -> Block:
     """The layers one after another: a Block whose params and state are flat dicts with the book's
-    names (W1, b1, gamma1, running_mean1, ...) and whose backward is the book's reversed loop."""
+    names (W1, b1, gamma1, running_mean1, ...) and whose backward is the book's reversed loop.
+
+    >>> net = serial(Convolution(4, 3, pad=1), Relu(), Pooling(2), Affine(10))
+    >>> out_shape, params, state = net.init(jax.random.PRNGKey(0), (1, 8, 8))   # per sample, no N
+    >>> out_shape, list(params)
+    ((10,), ['W1', 'b1', 'W2', 'b2'])
+    >>> x = jnp.zeros((2, 1, 8, 8))
+    >>> y, cache, state = net.forward(params, x, state)
+    >>> dx, grads = net.backward(cache, jnp.ones_like(y))
+    >>> y.shape, dx.shape, grads["W1"].shape
+    ((2, 10), (2, 1, 8, 8), (4, 1, 3, 3))
+    """
     if len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not isinstance(layers[0], Block):
         layers = tuple(layers[0])
     if not layers:

@@ -238,9 +238,9 @@ class convolution(Layer):
 
 @dataclasses.dataclass(frozen=True)
 class PoolCache:
-    """Pooling cache: the one-hot argmax (max) or nothing (avg), plus static geometry."""
+    """Pooling cache: the argmax of each window (max) or nothing (avg), plus static geometry."""
 
-    arg: jax.Array  # (N, C, PH*PW, OH, OW) weights that route dout back to the window taps
+    arg: jax.Array  # (N, C, OH, OW) ints in [0, PH*PW): the tap that won each window (the book's arg_max)
     n: int = dataclasses.field(metadata=dict(static=True))
     c: int = dataclasses.field(metadata=dict(static=True))
     h: int = dataclasses.field(metadata=dict(static=True))
@@ -270,19 +270,25 @@ def _pool_forward(params, x, pool_h, pool_w, stride=1, pad=0, mode="max"):
     win = _windows(x, ph, pw, stride, pad, oh, ow)  # (N, C, K, OH, OW); padding counts as 0 (book)
     if mode == "max":
         arg = jnp.argmax(win, axis=2)
-        out = jnp.max(win, axis=2)
-        onehot = (jnp.arange(ph * pw)[:, None, None] == arg[:, :, None]).astype(x.dtype)
+        # The max read at the argmax: the same number as jnp.max, but jax.vjp of it routes dout by
+        # the argmax as backward does, not by win == max (which jit may recompute rounded apart).
+        out = jnp.sum(jnp.where(_winner(arg, ph * pw), win, 0), axis=2)
     else:
         out = jnp.mean(win, axis=2)
-        onehot = jnp.zeros((0,), x.dtype)
-    return out, PoolCache(onehot, n, c, h, w, ph, pw, stride, pad, mode)
+        arg = jnp.zeros((0,), jnp.int32)
+    return out, PoolCache(arg, n, c, h, w, ph, pw, stride, pad, mode)
+
+
+def _winner(arg, k):
+    """arg (N, C, OH, OW) -> (N, C, K, OH, OW) booleans, True at the tap that won each window."""
+    return jnp.arange(k)[:, None, None] == arg[:, :, None]
 
 
 def _pool_backward(cache, dout):
     """PoolCache, dout (N, C, OH, OW) -> (dx (N, C, H, W), {})."""
     k = cache.pool_h * cache.pool_w
     if cache.mode == "max":
-        win = cache.arg * dout[:, :, None]
+        win = jnp.where(_winner(cache.arg, k), dout[:, :, None], 0)
     else:
         win = jnp.broadcast_to((dout / k)[:, :, None], dout.shape[:2] + (k,) + dout.shape[2:])
     shape = (cache.n, cache.c, cache.h, cache.w)
@@ -301,8 +307,9 @@ class pooling(Layer):
     OW likewise; each channel is pooled on its own. Padding counts as zeros, as in the book's
     im2col. Max backward routes dout to the first argmax of each window, as the book's
     np.argmax; average ('avg') backward spreads dout / (pool_h * pool_w) over the window.
-    Cache: a `PoolCache` holding the one-hot argmax (N, C, pool_h*pool_w, OH, OW) of max
-    pooling (nothing for average), with the geometry as static data. No params: grads is {}.
+    The forward reads the max at the argmax, so jax.vjp of it routes dout exactly as backward does.
+    Cache: a `PoolCache` holding the argmax of each window (N, C, OH, OW), the book's `arg_max`,
+    for max pooling (nothing for average), with the geometry as static data. No params: grads is {}.
     """
 
 

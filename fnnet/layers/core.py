@@ -32,10 +32,12 @@ from fnnet._checks import (
     shape_of,
 )
 from fnnet._docs import document_fields
-from fnnet.functions import log_softmax, softmax, to_one_hot
+from fnnet.functions import log_softmax, to_one_hot
 from fnnet.functions import sigmoid as _sigmoid
+from fnnet.functions import softmax as _softmax
 
-__all__ = ["Layer", "mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss"]
+__all__ = ["Layer", "mul", "add", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "affine",
+           "softmax_with_loss"]
 
 
 class Layer(NamedTuple):
@@ -193,6 +195,81 @@ class sigmoid(Layer):
     """
 
 
+def _leaky_relu_forward(params, x, alpha=0.01):
+    """x (N, ...) -> (where(x > 0, x, alpha * x) of x's shape, cache (mask x > 0, alpha as an array))."""
+    x = jnp.asarray(x)
+    mask = x > 0
+    alpha = jnp.asarray(alpha, x.dtype)
+    return jnp.where(mask, x, alpha * x), (mask, alpha)
+
+
+def _leaky_relu_backward(cache, dy):
+    """cache (mask (N, ...), alpha ()), dy (N, ...) -> (dy where x > 0, else alpha * dy; {})."""
+    mask, alpha = cache
+    return jnp.where(mask, dy, alpha * dy), {}
+
+
+@_layer(_leaky_relu_forward, _leaky_relu_backward)
+class leaky_relu(Layer):
+    """Leaky ReLU: y = x where x > 0, alpha * x elsewhere, elementwise (ReLU with a small slope
+    below 0, so that a unit whose input stays negative still learns).
+
+        y, cache = leaky_relu.forward({}, x, alpha=0.01)   # x of any shape, e.g. (N, D); y the same
+        dx, grads = leaky_relu.backward(cache, dy)         # dx = dy where x > 0, else alpha * dy
+
+    Cache: (mask, alpha), the boolean mask x > 0 (x's shape) as relu's, and alpha as a 0-d array.
+    No params, so grads is {}.
+    """
+
+
+def _tanh_forward(params, x):
+    """x (N, ...) -> (y = tanh(x) of x's shape, cache y)."""
+    out = jnp.tanh(jnp.asarray(x))
+    return out, out
+
+
+def _tanh_backward(out, dy):
+    """cache y (N, ...), dy (N, ...) -> (dy * (1 - y**2), {})."""
+    return dy * (1.0 - out * out), {}
+
+
+@_layer(_tanh_forward, _tanh_backward)
+class tanh(Layer):
+    """The hyperbolic tangent: y = tanh(x), elementwise, a sigmoid centred on 0 with outputs in (-1, 1).
+
+        y, cache = tanh.forward({}, x)         # x of any shape, e.g. (N, D); y the same
+        dx, grads = tanh.backward(cache, dy)
+
+    As with sigmoid, the derivative is written with the output alone: dx = dy * (1 - y**2).
+    Cache: y, the output. No params, so grads is {}.
+    """
+
+
+def _softmax_forward(params, x):
+    """x (N, D) -> (y = softmax(x) over D, (N, D); cache y)."""
+    out = _softmax(jnp.asarray(x))
+    return out, out
+
+
+def _softmax_backward(out, dy):
+    """cache y (N, D), dy (N, D) -> (y * (dy - sum(dy * y over D)), {})."""
+    return out * (dy - jnp.sum(dy * out, axis=-1, keepdims=True)), {}
+
+
+@_layer(_softmax_forward, _softmax_backward)
+class softmax(Layer):
+    """The softmax of chapter 3 as a layer: y = exp(x) / sum(exp(x)) over the last axis.
+
+        y, cache = softmax.forward({}, x)      # x (N, D) scores; y (N, D), each row sums to 1
+        dx, grads = softmax.backward(cache, dy)
+
+    Every output depends on every input of its row, so the Jacobian is diag(y) - y y^T and
+    dx = y * (dy - sum(dy * y)) per row. For training, `softmax_with_loss` joins it to the loss,
+    whose gradient is simpler (y - t) / N.
+    Cache: y, the output (N, D). No params, so grads is {}.
+    """
+
+
 def _affine_forward(params, x):
     """params {'W': (D, M), 'b': (M,)}, x (N, D) or (N, ...) -> (y (N, M), cache (x, W));
     one sample x (D,) gives y (M,)."""
@@ -245,7 +322,7 @@ def _softmax_with_loss_forward(params, x, t):
     else:
         t1 = to_one_hot(t.reshape(-1), x.shape[1], x.dtype)
     loss = -jnp.sum(t1 * log_softmax(x)) / x.shape[0]
-    return loss, (softmax(x), t1)
+    return loss, (_softmax(x), t1)
 
 
 def _softmax_with_loss_backward(cache, dout=1.0):

@@ -243,6 +243,19 @@ def fit(
     checkpoints resume on any device count. Across processes (after
     `fnnet.distributed.initialize`) only process 0 prints and writes files; every process reads
     the checkpoint it resumes from, so out_dir must be on a shared filesystem.
+
+    >>> import numpy as np
+    >>> from fnnet import optimizers
+    >>> from fnnet.layers import Affine, Relu, serial
+    >>> x = np.random.default_rng(0).random((200, 4), np.float32)
+    >>> t = (x.sum(axis=1) > 2).astype(np.int32)                  # two classes
+    >>> model = serial(Affine(8), Relu(), Affine(2)).model((4,))
+    >>> result = fit(model, optimizers.sgd(0.1), (x, t), None, epochs=2, batch_size=50,
+    ...              progress=False, log=lambda line: None)
+    >>> len(result.history["loss"]), len(result.history["train_acc"])   # 4 iterations per epoch
+    (8, 2)
+    >>> sorted(result.params)
+    ['W1', 'W2', 'b1', 'b2']
     """
     fn = "fit"
     epochs, batch_size, seed, chunks, train_eval_size, eval_batch_size = _check_args(
