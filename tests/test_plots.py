@@ -26,7 +26,9 @@ def test_the_epoch_axis_runs_from_0_to_the_last_epoch_in_whole_epochs(epochs):
 
 
 def test_plot_curves_writes_the_png(tmp_path):
+    """It writes a PNG and closes its figure (other tests of the process may hold figures of theirs)."""
     path = tmp_path / "curves.png"
+    before = set(plt.get_fignums())
     plot_curves({"loss": [2.3, 2.0, 1.5], "train_acc": [0.8], "test_acc": [0.7]}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not plt.get_fignums()
+    assert set(plt.get_fignums()) == before
