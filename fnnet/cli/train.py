@@ -197,7 +197,7 @@ def run(args, parser) -> int:
                                                   ("clip norm", args.clip_norm)) if v)
     say(f"fnnet train: {args.model}{' ' + str(cfg) if cfg else ''} on {dataset} ({n} train, {len(test[0])} "
         f"test), {args.optimizer} lr {lr:g} ({sched_desc['kind']} schedule){extras}, "
-        f"batch {args.batch_size}, {epochs} epochs ({epochs * steps} iterations), seed {args.seed}"
+        f"batch {args.batch_size}, {epochs} epoch{'s' if epochs != 1 else ''} ({epochs * steps} iterations), seed {args.seed}"
         f"{f', devices {devices}' if devices != 1 else ''} -> {out}")
     info = {"model": args.model, "config": cfg, "dataset": dataset, "optimizer": args.optimizer, "lr": lr,
             "schedule": sched_desc, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm,
