@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from gradcheck import check_layer
+from test_serial_gradcheck import _params
 
 from fnnet import gradcheck as fgc
 from fnnet.cli import main
@@ -43,15 +44,6 @@ SCRIPT = ROOT / "scripts" / "ch08_resnet.py"
 
 def _x(shape, n=4, seed=1):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, *shape))
-
-
-def _params(net, input_shape, seed=0):
-    """Params moved off their init (biases 0, gamma 1, beta 0 are special), and the state."""
-    _, params, state = net.init(jax.random.PRNGKey(seed), input_shape)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(seed + 100), len(leaves))
-    moved = [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys, strict=True)]
-    return jax.tree_util.tree_unflatten(tree, moved), state
 
 
 def resnet_small():
